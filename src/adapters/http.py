@@ -1,0 +1,163 @@
+"""`MessageSender` over httpx: signed POSTs, bounded response reads, failures as results."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from adapters.webhooks import secret_key, signature
+from domain.delivery import DeliveryRequest, DeliveryResult
+
+log = logging.getLogger(__name__)
+
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+_DELTA_SECONDS = re.compile(r"^\d{1,10}$")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+class HttpxMessageSender:
+    """POSTs each request once; an HTTP status or the error's class name comes back, never raises."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        secrets: tuple[str, ...] = (),
+        user_agent: str,
+        max_response_bytes: int = 65536,
+        excerpt_chars: int = 200,
+        timestamp: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._keys = tuple(secret_key(secret) for secret in secrets)
+        self._user_agent = user_agent
+        self._max_response_bytes = max_response_bytes
+        self._excerpt_chars = excerpt_chars
+        self._timestamp = timestamp
+
+    def __repr__(self) -> str:
+        return f"HttpxMessageSender(signing_keys={len(self._keys)})"
+
+    async def send(self, request: DeliveryRequest) -> DeliveryResult:
+        started = time.perf_counter()
+        try:
+            result = await self._post(request, started)
+        except Exception as error:  # any transport failure is an outcome to record, not a crash
+            result = DeliveryResult(error=type(error).__name__, latency_ms=_since(started))
+        log.debug(
+            "message %d attempt %d: %s", request.message_id, request.attempt, result.describe()
+        )
+        return result
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _post(self, request: DeliveryRequest, started: float) -> DeliveryResult:
+        headers = self._headers(request)
+        async with self._client.stream(
+            "POST", request.url, content=request.body, headers=headers
+        ) as response:
+            head = await _read_at_most(response, self._max_response_bytes)
+        return DeliveryResult(
+            status_code=response.status_code,
+            latency_ms=_since(started),
+            retry_after_seconds=self._retry_after(response),
+            excerpt=excerpt(head, self._excerpt_chars),
+        )
+
+    def _headers(self, request: DeliveryRequest) -> dict[str, str]:
+        key = request.idempotency_key
+        timestamp = int(self._timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": self._user_agent,
+            "Idempotency-Key": key,
+            "webhook-id": key,
+            "webhook-timestamp": str(timestamp),
+        }
+        if self._keys:
+            headers["webhook-signature"] = " ".join(
+                signature(k, key, timestamp, request.body) for k in self._keys
+            )
+        return headers
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        if response.status_code not in _RETRY_AFTER_STATUSES:
+            return None
+        return parse_retry_after(response.headers.get("retry-after"), self._timestamp())
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP-date); None if garbage."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELTA_SECONDS.match(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": a date in UTC from an unknown zone
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - now, 0.0)
+
+
+def excerpt(head: bytes, limit: int) -> str:
+    text = head[: limit * 4].decode("utf-8", errors="replace")
+    flat = _UNPRINTABLE.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """Read up to `limit` bytes of the undecoded body; closing the rest drops the connection."""
+    received = bytearray()
+    async for chunk in response.aiter_raw():
+        received += chunk[: limit - len(received)]
+        if len(received) >= limit:
+            break
+    return bytes(received)
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def make_http_client(
+    *,
+    timeout: float,
+    connect_timeout: float,
+    concurrency: int,
+    verify: bool = True,
+    engine: str = "aiohttp",
+) -> httpx.AsyncClient:
+    """A pooled keep-alive client: one connection per concurrent send, no redirects, TLS verified."""
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30.0
+    )
+    return httpx.AsyncClient(
+        transport=_transport(engine, limits, verify),
+        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def _transport(engine: str, limits: httpx.Limits, verify: bool) -> httpx.AsyncBaseTransport:
+    if engine == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport: httpx.AsyncBaseTransport = AiohttpTransport(
+            verify=verify, limits=limits, trust_env=False
+        )
+        return transport
+    if engine == "httpcore":
+        return httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
+    raise ValueError(f"unknown HTTP engine {engine!r}: use aiohttp or httpcore")

@@ -1,0 +1,185 @@
+"""In-memory twins of the ports, held to the same contract tests as the real adapters.
+
+Ship-quality: users can build a `Dispatcher` on these in their own tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import attrs
+
+from application.ports import AckResult, Attempt, NewMessage, Overview
+from domain.delivery import DeliveryRequest, DeliveryResult
+from domain.model import Message, State
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+
+class InMemoryOutboxStore:
+    """The outbox table as a dict, with the claim and fencing rules of the SQL stores."""
+
+    def __init__(self, history_limit: int = 10_000) -> None:
+        self._rows: dict[int, Message] = {}
+        self._attempts: list[Attempt] = []
+        self._history_limit = history_limit
+        self._next_id = 1
+        self._lock = threading.Lock()
+
+    def claim(
+        self,
+        *,
+        owner: str,
+        token: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        per_user: bool = False,
+    ) -> list[Message]:
+        with self._lock:
+            due = [m for m in self._in_id_order() if m.is_due(now)]
+            if per_user:
+                due = [m for m in due if self._first_unfinished_of_user(m)]
+            claimed = [
+                m.claim(owner=owner, token=token, now=now, lease_until=lease_until)
+                for m in due[:limit]
+            ]
+            self._rows.update((m.id, m) for m in claimed)
+            return claimed
+
+    def ack(self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]) -> AckResult:
+        with self._lock:
+            refused = tuple(m.id for m in messages if not self._held_by(m.id, token))
+            written = [m for m in messages if m.id not in refused]
+            self._rows.update((m.id, m) for m in written)
+            self._record(a for a in attempts if a.message_id not in refused)
+            return AckResult(written=len(written), refused_ids=refused)
+
+    def renew(self, token: str, lease_until: datetime) -> int:
+        with self._lock:
+            held = [m for m in self._rows.values() if m.lease_token == token]
+            self._rows.update((m.id, attrs.evolve(m, lease_until=lease_until)) for m in held)
+            return len(held)
+
+    def close(self) -> None:
+        pass
+
+    def enqueue(self, messages: Sequence[NewMessage]) -> list[int]:
+        with self._lock:
+            return [self._insert(new) for new in messages]
+
+    def insert(self, message: Message) -> None:
+        """Put a row exactly as given, as an upstream system or a test would."""
+        with self._lock:
+            self._rows[message.id] = message
+            self._next_id = max(self._next_id, message.id + 1)
+
+    def get(self, message_id: int) -> Message | None:
+        return self._rows.get(message_id)
+
+    def all(self) -> list[Message]:
+        return list(self._in_id_order())
+
+    def history_of(self, message_id: int) -> list[Attempt]:
+        return [a for a in self._attempts if a.message_id == message_id]
+
+    def prune_history(self, older_than: datetime) -> int:
+        with self._lock:
+            kept = [a for a in self._attempts if a.started_at >= older_than]
+            pruned = len(self._attempts) - len(kept)
+            self._attempts = kept
+            return pruned
+
+    def overview(self, now: datetime, dead_limit: int = 10) -> Overview:
+        rows = self.all()
+        counts = {state.value: sum(m.state is state for m in rows) for state in State}
+        due_since = [m.next_attempt_at or now for m in rows if m.is_due(now)]
+        leases: dict[str, int] = {}
+        for m in rows:
+            if m.state is State.IN_FLIGHT and m.lease_owner is not None:
+                leases[m.lease_owner] = leases.get(m.lease_owner, 0) + 1
+        dead = tuple(m for m in reversed(rows) if m.state is State.DEAD)[:dead_limit]
+        oldest = (now - min(due_since)).total_seconds() if due_since else None
+        return Overview(counts=counts, oldest_pending_age_seconds=oldest, leases=leases, recent_dead=dead)
+
+    def unfinished(self) -> int:
+        return sum(m.state in (State.PENDING, State.IN_FLIGHT) for m in self._rows.values())
+
+    def due(self, now: datetime) -> int:
+        return sum(m.is_due(now) for m in self._rows.values())
+
+    def requeue_dead(self, ids: Sequence[int] | None) -> int:
+        with self._lock:
+            chosen = self._rows.values() if ids is None else [self._rows[i] for i in ids if i in self._rows]
+            requeued = [m.requeue() for m in chosen if m.state is State.DEAD]
+            self._rows.update((m.id, m) for m in requeued)
+            return len(requeued)
+
+    def _insert(self, new: NewMessage) -> int:
+        message_id = self._next_id
+        self._next_id += 1
+        self._rows[message_id] = Message(
+            id=message_id,
+            user_id=new.user_id,
+            body=new.body,
+            message_type=new.message_type,
+            state=State.PENDING,
+        )
+        return message_id
+
+    def _in_id_order(self) -> list[Message]:
+        return [self._rows[i] for i in sorted(self._rows)]
+
+    def _held_by(self, message_id: int, token: str) -> bool:
+        current = self._rows.get(message_id)
+        return current is not None and current.state is State.IN_FLIGHT and current.lease_token == token
+
+    def _first_unfinished_of_user(self, message: Message) -> bool:
+        unfinished = (State.PENDING, State.IN_FLIGHT)
+        return not any(
+            m.user_id == message.user_id and m.state in unfinished and m.id < message.id
+            for m in self._rows.values()
+            if message.user_id is not None
+        )
+
+    def _record(self, attempts: Iterable[Attempt]) -> None:
+        self._attempts.extend(attempts)
+        overflow = len(self._attempts) - self._history_limit
+        if overflow > 0:
+            del self._attempts[:overflow]
+
+
+Responder = Callable[[DeliveryRequest], DeliveryResult]
+
+
+def always_ok(request: DeliveryRequest) -> DeliveryResult:
+    return DeliveryResult(status_code=200, latency_ms=1.0)
+
+
+class RecordingMessageSender:
+    """A sender that records every request and answers with `responder` (200 by default)."""
+
+    def __init__(self, responder: Responder = always_ok) -> None:
+        self.requests: list[DeliveryRequest] = []
+        self._responder = responder
+        self.closed = False
+
+    async def send(self, request: DeliveryRequest) -> DeliveryResult:
+        self.requests.append(request)
+        return self._responder(request)
+
+    async def aclose(self) -> None:
+        self.closed = True

@@ -1,0 +1,1 @@
+"""SQL stores on SQLAlchemy Core: SQL Server, PostgreSQL, SQLite."""

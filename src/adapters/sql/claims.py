@@ -1,0 +1,114 @@
+"""The claim statement, one per dialect: one round trip leases up to :limit due rows.
+
+Every variant repeats the due condition where the rows are updated, so a row is never
+claimed twice even where a lock hint is ignored; the caller sorts the rows it gets back,
+because RETURNING/OUTPUT order is undefined.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import DateTime, Table, bindparam, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import TextClause
+
+from adapters.sql.schema import index_names
+
+_COLUMNS = (
+    "ID UserID Message MessageType ToSend Attempts NextAttemptAt LeaseOwner LeaseUntil "
+    "LeaseToken IdempotencyKey Status SentAt"
+).split()
+
+# Literal state numbers (not parameters) so the planner can match the partial indexes.
+_DUE = (
+    "{a}ToSend IN (1, 2) AND (({a}ToSend = 1 AND ({a}NextAttemptAt IS NULL "
+    "OR {a}NextAttemptAt <= :now)) OR ({a}ToSend = 2 AND {a}LeaseUntil <= :now))"
+)
+# Only the earliest unfinished row of a user may go: one in flight per user, in ID order.
+_FIRST_OF_USER = (
+    " AND NOT EXISTS (SELECT 1 FROM {table} e WHERE e.UserID = {a}UserID"
+    " AND e.ToSend IN (1, 2) AND e.ID < {a}ID)"
+)
+# A row (re)queued by upstream, not by a scheduled retry, is a new request with a new key.
+_NEW_REQUEST = "{a}ToSend = 1 AND ({a}NextAttemptAt IS NULL OR {a}IdempotencyKey IS NULL)"
+_SET = (
+    "ToSend = 2, LeaseOwner = :owner, LeaseToken = :token, LeaseUntil = :lease_until, "
+    "Attempts = CASE WHEN {new} THEN 1 ELSE {a}Attempts + 1 END, "
+    "IdempotencyKey = CASE WHEN {new} THEN {key} ELSE {a}IdempotencyKey END"
+)
+
+_POSTGRESQL = """
+WITH due AS (
+    SELECT ID FROM {table} t WHERE {due_t}{per_user}
+    ORDER BY ID LIMIT :limit FOR UPDATE SKIP LOCKED
+)
+UPDATE {table} m SET {set_m}
+FROM due WHERE m.ID = due.ID AND {due_m}
+RETURNING {returning_m}
+"""
+
+# SQLite has one writer at a time, so the subquery cannot race another claim. INDEXED BY
+# keeps the planner off a full scan in rowid order once ANALYZE sees mostly-pending rows.
+_SQLITE = """
+UPDATE {table} SET {set_bare}
+WHERE ID IN (
+    SELECT t.ID FROM {table} t INDEXED BY {due_index} WHERE {due_t}{per_user}
+    ORDER BY t.ID LIMIT :limit
+) AND {due_bare}
+RETURNING {returning_bare}
+"""
+
+# READPAST skips rows other claimers hold, UPDLOCK keeps ours until commit, ROWLOCK avoids
+# page locks. The join form (not UPDATE through the CTE, not MERGE) also runs on Babelfish.
+_MSSQL = """
+WITH c AS (
+    SELECT TOP (:limit) t.ID FROM {table} t WITH (ROWLOCK, UPDLOCK, READPAST)
+    WHERE {due_t}{per_user} ORDER BY t.ID
+)
+UPDATE m SET {set_m}
+OUTPUT {returning_inserted}
+FROM {table} m JOIN c ON m.ID = c.ID
+WHERE {due_m}
+"""
+
+
+def claim_statement(table: Table, dialect: Dialect, per_user: bool) -> TextClause:
+    """The claim for this dialect, typed with the table's columns for result processing."""
+    template = {"postgresql": _POSTGRESQL, "sqlite": _SQLITE, "mssql": _MSSQL}.get(dialect.name)
+    if template is None:
+        raise ValueError(f"no claim statement for dialect {dialect.name!r}")
+    sql = _render(template, table, dialect, per_user)
+    # Typed parameters: SQLite compares datetimes as text, so they must be formatted as stored.
+    typed = text(sql).bindparams(
+        bindparam("now", type_=DateTime()), bindparam("lease_until", type_=DateTime())
+    )
+    return typed.columns(*(table.c[name] for name in _COLUMNS))  # type: ignore[return-value]
+
+
+def _render(template: str, table: Table, dialect: Dialect, per_user: bool) -> str:
+    q = dialect.identifier_preparer.quote
+    quoted_table = q(table.name)
+    key = ":key_prefix || CAST({a}ID AS VARCHAR(20))"
+    if dialect.name == "mssql":
+        key = ":key_prefix + CAST({a}ID AS VARCHAR(20))"
+    pieces = {
+        "table": quoted_table,
+        "due_index": q(index_names(table.name)["due"]),
+        "per_user": _FIRST_OF_USER.format(table=quoted_table, a="t.") if per_user else "",
+    }
+    for suffix, alias in (("t", "t."), ("m", "m."), ("bare", "")):
+        new = _NEW_REQUEST.format(a=alias)
+        pieces[f"due_{suffix}"] = _DUE.format(a=alias)
+        pieces[f"set_{suffix}"] = _SET.format(a=alias, new=new, key=key.format(a=alias))
+        pieces[f"returning_{suffix}"] = ", ".join(f"{alias}{c}" for c in _COLUMNS)
+    pieces["returning_inserted"] = ", ".join(f"inserted.{c}" for c in _COLUMNS)
+    return _quote_columns(template.format(**pieces), q)
+
+
+def _quote_columns(sql: str, quote: object) -> str:
+    """Quote the mixed-case column names (PostgreSQL folds unquoted names to lower case)."""
+    assert callable(quote)
+    names = sorted({*_COLUMNS, "CreatedAt"}, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w\"\[:])(" + "|".join(names) + r")(?![\w\"\]])")
+    return pattern.sub(lambda m: str(quote(m.group(1))), sql)

@@ -1,0 +1,61 @@
+"""Engines tuned per database: WAL and a busy timeout on SQLite, pre-ping and timeouts elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int = 5) -> Engine:
+    parsed = fix_freetds_url(make_url(url))
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size}
+    if backend == "postgresql":
+        options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
+    elif backend == "mssql":
+        options["connect_args"] = {"timeout": max(1, round(connect_timeout))}
+        options["fast_executemany"] = True
+        options["isolation_level"] = "READ COMMITTED"
+    return create_engine(parsed, **options)
+
+
+def fix_freetds_url(url: URL) -> URL:
+    """FreeTDS cannot parse `Server=host,port`: pass the port as its own `port=` keyword."""
+    driver = url.query.get("driver", "")
+    if url.get_backend_name() != "mssql" or "freetds" not in str(driver).lower():
+        return url
+    if url.port is None:
+        return url
+    return url.set(port=None).update_query_dict({"port": str(url.port)})
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_begin_immediate)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when a transaction begins.
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # Take the write lock up front: a deferred transaction that reads, then writes, can fail
+    # with SQLITE_BUSY without waiting when another process committed in between.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

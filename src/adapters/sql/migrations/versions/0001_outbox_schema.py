@@ -1,0 +1,72 @@
+"""Create the seed table, or adopt an existing one: add the dispatcher's columns and indexes.
+
+Only adds nullable or defaulted columns and indexes; never changes an existing value.
+"""
+
+from alembic import context, op
+from sqlalchemy import inspect, text
+
+from adapters.sql.schema import (
+    SEED_COLUMNS,
+    dispatcher_columns,
+    history_columns,
+    history_name,
+    indexes,
+    outbox_table,
+    seed_columns,
+)
+
+revision = "0001"
+down_revision = None
+
+_NOW = {
+    "postgresql": "timezone('utc', now())",
+    "mssql": "SYSUTCDATETIME()",
+    "sqlite": "CURRENT_TIMESTAMP",
+}
+
+
+def upgrade() -> None:
+    table = context.config.attributes["table"]
+    bind = op.get_bind()
+    dialect = bind.dialect.name
+    if not inspect(bind).has_table(table):
+        op.create_table(table, *seed_columns(), *dispatcher_columns())
+    _adopt(table, dialect)
+    _default_created_at(table, dialect)
+    _create_indexes(table, dialect)
+    if not inspect(bind).has_table(history_name(table)):
+        op.create_table(history_name(table), *history_columns())
+
+
+def _adopt(table: str, dialect: str) -> None:
+    present = {c["name"] for c in inspect(op.get_bind()).get_columns(table)}
+    missing = [name for name in SEED_COLUMNS if name not in present]
+    if missing:
+        raise RuntimeError(f"table {table!r} exists but lacks the seed's columns {missing}")
+    for column in dispatcher_columns():
+        if column.name not in present:
+            op.add_column(table, column)
+
+
+def _default_created_at(table: str, dialect: str) -> None:
+    # SQLite cannot add a column with a non-constant default; `enqueue` sets CreatedAt there.
+    if dialect == "sqlite" or _has_default(table, "CreatedAt"):
+        return
+    quoted = op.get_bind().dialect.identifier_preparer.quote
+    if dialect == "postgresql":
+        op.execute(text(f"ALTER TABLE {quoted(table)} ALTER COLUMN \"CreatedAt\" SET DEFAULT {_NOW[dialect]}"))
+    elif dialect == "mssql":
+        op.execute(text(f"ALTER TABLE {quoted(table)} ADD DEFAULT {_NOW[dialect]} FOR [CreatedAt]"))
+
+
+def _create_indexes(table: str, dialect: str) -> None:
+    existing = {i["name"] for i in inspect(op.get_bind()).get_indexes(table)}
+    for index in indexes(outbox_table(table), dialect):
+        if index.name not in existing:
+            index.create(op.get_bind())
+
+
+def _has_default(table: str, column: str) -> bool:
+    columns = inspect(op.get_bind()).get_columns(table)
+    return any(c["name"] == column and c.get("default") for c in columns)

@@ -1,0 +1,95 @@
+"""The outbox table: the seed's five columns, verbatim, plus the dispatcher's lifecycle columns."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Unicode,
+    UnicodeText,
+    text,
+)
+from sqlalchemy.sql.elements import TextClause
+
+# SQLite only aliases the rowid (and so auto-increments) for a column typed exactly INTEGER.
+ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+SEED_COLUMNS = ("ID", "UserID", "Message", "ToSend", "Status")
+UNFINISHED = "\"ToSend\" IN (1, 2)"
+
+
+def seed_columns() -> list[Column[object]]:
+    return [
+        Column("ID", ID_TYPE, primary_key=True, autoincrement=True),
+        Column("UserID", Integer, nullable=False),
+        Column("Message", UnicodeText),
+        Column("ToSend", SmallInteger, nullable=False, server_default=text("0")),
+        Column("Status", Unicode(400)),
+    ]
+
+
+def dispatcher_columns() -> list[Column[object]]:
+    """Columns the dispatcher adds; all nullable or defaulted so adopting a table is safe."""
+    return [
+        Column("MessageType", Unicode(100), nullable=False, server_default=text("'default'")),
+        Column("Attempts", Integer, nullable=False, server_default=text("0")),
+        Column("NextAttemptAt", DateTime),
+        Column("LeaseOwner", Unicode(200)),
+        Column("LeaseUntil", DateTime),
+        Column("LeaseToken", String(40)),
+        Column("IdempotencyKey", String(80)),
+        Column("SentAt", DateTime),
+        Column("CreatedAt", DateTime),
+    ]
+
+
+def history_columns() -> list[Column[object]]:
+    return [
+        Column("ID", ID_TYPE, primary_key=True, autoincrement=True),
+        Column("MessageID", BigInteger, nullable=False, index=True),
+        Column("Attempt", Integer, nullable=False),
+        Column("IdempotencyKey", String(80), nullable=False),
+        Column("StartedAt", DateTime, nullable=False, index=True),
+        Column("DurationMs", Integer, nullable=False),
+        Column("HttpStatus", SmallInteger),
+        Column("Error", Unicode(200)),
+        Column("Excerpt", Unicode(400)),
+    ]
+
+
+def history_name(table: str) -> str:
+    return f"{table}Attempts"
+
+
+def index_names(table: str) -> dict[str, str]:
+    return {"due": f"IX_{table}_Due", "user": f"IX_{table}_UserDue", "lease": f"IX_{table}_Lease"}
+
+
+def partial(dialect: str, condition: str) -> dict[str, TextClause]:
+    """Index filter keyword for each dialect (SQL Server calls them filtered indexes)."""
+    return {f"{dialect}_where": text(condition)}
+
+
+def indexes(table: Table, dialect: str) -> list[Index]:
+    """Partial indexes over unfinished rows only: the claim reads these, never the sent ones."""
+    names = index_names(table.name)
+    c = table.c
+    return [
+        Index(names["due"], c.ID, **partial(dialect, UNFINISHED)),
+        Index(names["user"], c.UserID, c.ID, **partial(dialect, UNFINISHED)),
+        Index(names["lease"], c.LeaseToken, **partial(dialect, "\"ToSend\" = 2")),
+    ]
+
+
+def outbox_table(name: str, metadata: MetaData | None = None) -> Table:
+    return Table(name, metadata or MetaData(), *seed_columns(), *dispatcher_columns())
+
+
+def history_table(name: str, metadata: MetaData | None = None) -> Table:
+    return Table(history_name(name), metadata or MetaData(), *history_columns())

@@ -1,0 +1,250 @@
+"""`SqlOutboxStore`: the outbox store and admin ports on SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from adapters.sql import claims
+from adapters.sql.mapping import lifecycle_values, to_db, to_message
+from adapters.sql.producer import enqueue as insert_messages
+from adapters.sql.schema import history_table, outbox_table
+from application.ports import AckResult, Attempt, NewMessage, Overview
+from domain.delivery import DeliveryResult
+from domain.idempotency import key_prefix
+from domain.model import Message, State
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Deadlock victim / serialization failure: safe to run the whole transaction again.
+_RETRYABLE_CODES = ("1205", "40P01", "40001", "database is locked")
+_RETRIES = 3
+
+
+class SqlOutboxStore:
+    def __init__(self, engine: Engine, table: str = "Messages") -> None:
+        self.engine = engine
+        self.table = outbox_table(table)
+        self.history = history_table(table)
+        self._claims = {
+            per_user: claims.claim_statement(self.table, engine.dialect, per_user)
+            for per_user in (False, True)
+        }
+        self._ack = self._ack_statement()
+
+    def claim(
+        self,
+        *,
+        owner: str,
+        token: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        per_user: bool = False,
+    ) -> list[Message]:
+        params = {
+            "owner": owner,
+            "token": token,
+            "limit": limit,
+            "now": to_db(now),
+            "lease_until": to_db(lease_until),
+            "key_prefix": key_prefix(token),
+        }
+
+        def run(conn: Connection) -> list[Message]:
+            rows = conn.execute(self._claims[per_user], params).mappings().all()
+            return sorted((to_message(row) for row in rows), key=lambda m: m.id)
+
+        return self._transaction(run)
+
+    def ack(self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]) -> AckResult:
+        if not messages:
+            return AckResult(written=0)
+
+        def run(conn: Connection) -> AckResult:
+            held = self._held(conn, token, [m.id for m in messages])
+            mine = [m for m in messages if m.id in held]
+            if mine:
+                conn.execute(self._ack, [self._ack_params(token, m) for m in mine])
+            history = [self._history_row(a) for a in attempts if a.message_id in held]
+            if history:
+                conn.execute(self.history.insert(), history)
+            refused = tuple(m.id for m in messages if m.id not in held)
+            return AckResult(written=len(mine), refused_ids=refused)
+
+        result = self._transaction(run)
+        if result.refused_ids:
+            log.warning(
+                "lost lease: %d outcome(s) not written, rows now held by another claim: %s",
+                len(result.refused_ids),
+                list(result.refused_ids)[:20],
+            )
+        return result
+
+    def renew(self, token: str, lease_until: datetime) -> int:
+        t = self.table.c
+        statement = (
+            update(self.table)
+            .where(t.LeaseToken == token, t.ToSend == 2)
+            .values(LeaseUntil=to_db(lease_until))
+        )
+        return self._transaction(lambda conn: conn.execute(statement).rowcount)
+
+    def prune_history(self, older_than: datetime) -> int:
+        statement = self.history.delete().where(self.history.c.StartedAt < to_db(older_than))
+        return self._transaction(lambda conn: conn.execute(statement).rowcount)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- admin -------------------------------------------------------------
+
+    def enqueue(self, messages: Sequence[NewMessage]) -> list[int]:
+        return self._transaction(lambda conn: insert_messages(conn, messages, table=self.table.name))
+
+    def get(self, message_id: int) -> Message | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(self.table).where(self.table.c.ID == message_id)).mappings().first()
+        return None if row is None else to_message(row)
+
+    def history_of(self, message_id: int) -> list[Attempt]:
+        h = self.history.c
+        query = select(self.history).where(h.MessageID == message_id).order_by(h.ID)
+        with self.engine.connect() as conn:
+            return [_to_attempt(row) for row in conn.execute(query).mappings()]
+
+    def overview(self, now: datetime, dead_limit: int = 10) -> Overview:
+        from adapters.sql.overview import read_overview
+
+        with self.engine.connect() as conn:
+            return read_overview(conn, self.table, now, dead_limit)
+
+    def unfinished(self) -> int:
+        t = self.table.c
+        query = select(func.count()).select_from(self.table).where(t.ToSend.in_((1, 2)))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def due(self, now: datetime) -> int:
+        from adapters.sql.overview import due_condition
+
+        query = select(func.count()).select_from(self.table).where(due_condition(self.table, now))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def requeue_dead(self, ids: Sequence[int] | None) -> int:
+        t = self.table.c
+        statement = (
+            update(self.table)
+            .where(t.ToSend == int(State.DEAD))
+            .values(
+                ToSend=int(State.PENDING),
+                Attempts=0,
+                NextAttemptAt=None,
+                IdempotencyKey=None,
+                Status="requeued: by outbox retry",
+            )
+        )
+        if ids is not None:
+            statement = statement.where(t.ID.in_(list(ids)))
+        return self._transaction(lambda conn: conn.execute(statement).rowcount)
+
+    # --- helpers -----------------------------------------------------------
+
+    def _held(self, conn: Connection, token: str, ids: list[int]) -> set[int]:
+        t = self.table.c
+        query = (
+            select(t.ID)
+            .where(t.ID.in_(ids), t.LeaseToken == token, t.ToSend == 2)
+            .order_by(t.ID)
+            .with_for_update()
+            .with_hint(self.table, "WITH (UPDLOCK, ROWLOCK)", "mssql")
+        )
+        return set(conn.execute(query).scalars())
+
+    def _ack_statement(self) -> object:
+        t = self.table.c
+        values = {name: bindparam(f"v_{name}") for name in lifecycle_values_names()}
+        return (
+            update(self.table)
+            .where(t.ID == bindparam("b_id"), t.LeaseToken == bindparam("b_token"), t.ToSend == 2)
+            .values(**values)
+        )
+
+    @staticmethod
+    def _ack_params(token: str, message: Message) -> dict[str, object]:
+        params: dict[str, object] = {f"v_{k}": v for k, v in lifecycle_values(message).items()}
+        params.update(b_id=message.id, b_token=token)
+        return params
+
+    @staticmethod
+    def _history_row(attempt: Attempt) -> dict[str, object]:
+        result = attempt.result
+        return {
+            "MessageID": attempt.message_id,
+            "Attempt": attempt.attempt,
+            "IdempotencyKey": attempt.idempotency_key,
+            "StartedAt": to_db(attempt.started_at),
+            "DurationMs": round(result.latency_ms),
+            "HttpStatus": result.status_code,
+            "Error": (result.error or None) and result.error[:200],
+            "Excerpt": result.excerpt[:400] or None,
+        }
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as error:
+                if attempt == _RETRIES or not _retryable(error):
+                    raise
+                log.warning("database busy (%s), retrying transaction", _short(error))
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+
+def lifecycle_values_names() -> list[str]:
+    return [
+        "ToSend", "Status", "Attempts", "NextAttemptAt", "LeaseOwner",
+        "LeaseUntil", "LeaseToken", "IdempotencyKey", "SentAt",
+    ]
+
+
+def _retryable(error: DBAPIError) -> bool:
+    text = str(error.orig)
+    return any(code in text for code in _RETRYABLE_CODES) or getattr(
+        error.orig, "sqlstate", None
+    ) in ("40P01", "40001")
+
+
+def _short(error: DBAPIError) -> str:
+    return str(error.orig).splitlines()[0][:200]
+
+
+def _to_attempt(row: object) -> Attempt:
+    from adapters.sql.mapping import from_db
+
+    r = row  # a RowMapping
+    result = DeliveryResult(
+        status_code=r["HttpStatus"],  # type: ignore[index]
+        error=r["Error"] if r["HttpStatus"] is None else None,  # type: ignore[index]
+        latency_ms=float(r["DurationMs"]),  # type: ignore[index]
+        excerpt=r["Excerpt"] or "",  # type: ignore[index]
+    )
+    started = from_db(r["StartedAt"])  # type: ignore[index]
+    assert started is not None
+    return Attempt(
+        message_id=r["MessageID"],  # type: ignore[index]
+        attempt=r["Attempt"],  # type: ignore[index]
+        idempotency_key=r["IdempotencyKey"],  # type: ignore[index]
+        started_at=started,
+        result=result,
+    )

@@ -1,0 +1,84 @@
+"""Standard Webhooks signatures: `v1,<base64 HMAC-SHA256>` over `id.timestamp.body`.
+
+Secrets are `whsec_<base64 key>`. During a key rotation the sender signs with every secret
+it holds and the `webhook-signature` header carries one space-separated signature for each.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+
+SECRET_PREFIX = "whsec_"
+VERSION = "v1"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+
+
+class WebhookVerificationError(Exception):
+    """A delivery does not carry a valid, fresh signature; `reason` says what is wrong."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key inside a `whsec_` secret; the error never repeats the secret."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("signing secret is not whsec_<base64>") from None
+
+
+def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return f"{VERSION},{base64.b64encode(digest).decode('ascii')}"
+
+
+def sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header value: one signature per secret, space-separated."""
+    return " ".join(signature(secret_key(secret), msg_id, timestamp, body) for secret in secrets)
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+    tolerance_seconds: int = 300,
+) -> None:
+    """Raise `WebhookVerificationError` unless one signature matches and the timestamp is fresh."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    msg_id = _required(lowered, ID_HEADER)
+    timestamp = _timestamp(_required(lowered, TIMESTAMP_HEADER), now, tolerance_seconds)
+    offered = _required(lowered, SIGNATURE_HEADER).split()
+    expected = signature(secret_key(secret), msg_id, timestamp, body).encode()
+    # compare against every offered signature so timing does not reveal which one matched
+    matches = [hmac.compare_digest(expected, candidate.encode()) for candidate in offered]
+    if not any(matches):
+        raise WebhookVerificationError("no matching signature")
+
+
+def _required(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name, "").strip()
+    if not value:
+        raise WebhookVerificationError(f"missing {name} header")
+    return value
+
+
+def _timestamp(raw: str, now: float, tolerance_seconds: int) -> int:
+    if not raw.isascii() or not raw.isdigit():
+        raise WebhookVerificationError("webhook-timestamp is not an integer")
+    timestamp = int(raw)
+    if timestamp < now - tolerance_seconds:
+        raise WebhookVerificationError("webhook-timestamp is too old")
+    if timestamp > now + tolerance_seconds:
+        raise WebhookVerificationError("webhook-timestamp is too new")
+    return timestamp

@@ -1,0 +1,1 @@
+"""Ports and the dispatch service: claim, build and validate, send, ack."""

@@ -1,0 +1,133 @@
+"""The ports the dispatch service depends on. Adapters implement them; contract tests prove it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+import attrs
+
+from domain.delivery import DeliveryRequest, DeliveryResult
+from domain.model import Message
+
+
+@attrs.frozen(kw_only=True)
+class Attempt:
+    """One HTTP attempt, kept in the attempt history for operators."""
+
+    message_id: int
+    attempt: int
+    idempotency_key: str
+    started_at: datetime
+    result: DeliveryResult
+
+
+@attrs.frozen(kw_only=True)
+class AckResult:
+    written: int
+    refused_ids: tuple[int, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class NewMessage:
+    user_id: int
+    body: str
+    message_type: str = "default"
+
+
+@attrs.frozen(kw_only=True)
+class Overview:
+    """What `outbox status` shows."""
+
+    counts: dict[int, int]
+    oldest_pending_age_seconds: float | None
+    leases: dict[str, int]
+    recent_dead: tuple[Message, ...]
+
+
+class OutboxStore(Protocol):
+    def claim(
+        self,
+        *,
+        owner: str,
+        token: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        per_user: bool = False,
+    ) -> list[Message]:
+        """Lease up to `limit` due rows to `token`, in `ID` order, in one round trip.
+
+        Due: pending with no or a past next-attempt time, or in flight with an expired lease.
+        No two callers get the same row while its lease holds. With `per_user`, a row is due
+        only when no earlier row of its user is pending or in flight, so each user has at
+        most one message out and they go in `ID` order.
+        """
+        ...
+
+    def ack(self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]) -> AckResult:
+        """Write the new state of messages claimed under `token`, and their attempts, atomically.
+
+        Fenced: a row no longer held by `token` (its lease expired and another claim took it,
+        or it was re-queued) is left untouched and reported in `refused_ids`.
+        """
+        ...
+
+    def renew(self, token: str, lease_until: datetime) -> int:
+        """Extend the lease of every row still held by `token`; returns how many."""
+        ...
+
+    def prune_history(self, older_than: datetime) -> int:
+        """Delete attempt history older than `older_than`; returns how many rows went."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class OutboxAdmin(Protocol):
+    def enqueue(self, messages: Sequence[NewMessage]) -> list[int]:
+        """Insert rows with `ToSend = 1`; returns their ids."""
+        ...
+
+    def overview(self, now: datetime, dead_limit: int = 10) -> Overview:
+        """Counts per state, oldest due age, leases per owner, the latest dead rows."""
+        ...
+
+    def unfinished(self) -> int:
+        """How many rows are pending or in flight, due or not."""
+        ...
+
+    def due(self, now: datetime) -> int:
+        """How many rows a claim at `now` could take."""
+        ...
+
+    def requeue_dead(self, ids: Sequence[int] | None) -> int:
+        """Re-queue dead rows (all when `ids` is None) as new requests; returns how many."""
+        ...
+
+    def get(self, message_id: int) -> Message | None:
+        """One row, as the dispatcher sees it."""
+        ...
+
+    def history_of(self, message_id: int) -> list[Attempt]:
+        """The recorded HTTP attempts of one row, oldest first."""
+        ...
+
+
+class MessageSender(Protocol):
+    async def send(self, request: DeliveryRequest) -> DeliveryResult:
+        """POST one request; never raises for an HTTP or network failure, returns it instead."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...

@@ -1,0 +1,201 @@
+"""The dispatch service: claim a batch under a lease, build and validate, send, ack."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from application.ports import Attempt, Clock, MessageSender, OutboxStore
+from domain.delivery import DeliveryRequest, DeliveryResult, Verdict, classify
+from domain.errors import InvalidMessage
+from domain.message_type import MessageTypes
+from domain.model import Message, State
+from domain.retry import RetryPolicy
+
+
+class Kind(enum.Enum):
+    SENT = "sent"
+    RETRIED = "retried"
+    DEAD = "dead"
+    INVALID = "invalid"
+
+
+@attrs.frozen(kw_only=True)
+class DispatchSettings:
+    owner: str
+    batch_size: int = 100
+    lease_seconds: float = 30.0
+    concurrency: int = 64
+    per_user: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Targets:
+    """Where each message type is POSTed: its own URL if configured, else the default."""
+
+    default: str
+    by_type: Mapping[str, str] = attrs.field(factory=dict)
+
+    def url_for(self, message_type: str) -> str:
+        return self.by_type.get(message_type, self.default)
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    token: str
+    messages: tuple[Message, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Settled:
+    message: Message
+    kind: Kind
+    attempt: Attempt | None = None
+
+
+@attrs.define
+class Summary:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    invalid: int = 0
+    refused: int = 0
+
+    def count(self, settled: Iterable[Settled]) -> None:
+        for item in settled:
+            name = item.kind.value
+            setattr(self, name, getattr(self, name) + 1)
+
+    def add(self, other: Summary) -> None:
+        for field in attrs.fields(Summary):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+class Dispatcher:
+    """Applies claim → send → ack; every decision about a message is the domain's."""
+
+    def __init__(
+        self,
+        *,
+        store: OutboxStore,
+        sender: MessageSender,
+        clock: Clock,
+        types: MessageTypes,
+        targets: Targets,
+        policy: RetryPolicy,
+        rng: random.Random,
+        settings: DispatchSettings,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.clock = clock
+        self.types = types
+        self.targets = targets
+        self.policy = policy
+        self.settings = settings
+        self._rng = rng
+
+    def new_token(self) -> str:
+        raw = self._rng.getrandbits(130).to_bytes(17, "big")
+        return base64.b32encode(raw).decode("ascii")[:26].lower()
+
+    def lease_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.lease_seconds)
+
+    def claim(self, limit: int) -> Claim:
+        token = self.new_token()
+        now = self.clock.now()
+        messages = self.store.claim(
+            owner=self.settings.owner,
+            token=token,
+            limit=limit,
+            now=now,
+            lease_until=self.lease_until(now),
+            per_user=self.settings.per_user,
+        )
+        return Claim(token=token, messages=tuple(sorted(messages, key=lambda m: m.id)))
+
+    def prepare(self, message: Message) -> DeliveryRequest | Settled:
+        """The request to send, or the message already settled (invalid, or given up)."""
+        if message.attempts > self.policy.max_attempts:
+            reason = f"gave up after {message.attempts - 1} attempts whose leases expired"
+            return Settled(message=message.give_up(reason), kind=Kind.DEAD)
+        try:
+            body = self.types.payload(message)
+        except InvalidMessage as error:
+            return Settled(message=message.reject(error.reason), kind=Kind.INVALID)
+        except Exception as error:  # a bug in a message type marks its row, not the batch
+            reason = f"message type {message.message_type!r} failed: {_describe(error)}"
+            return Settled(message=message.reject(reason), kind=Kind.INVALID)
+        assert message.idempotency_key is not None
+        return DeliveryRequest(
+            message_id=message.id,
+            url=self.targets.url_for(message.message_type),
+            body=body,
+            idempotency_key=message.idempotency_key,
+            attempt=message.attempts,
+        )
+
+    def settle(self, message: Message, result: DeliveryResult, started_at: datetime) -> Settled:
+        now = self.clock.now()
+        assert message.idempotency_key is not None
+        attempt = Attempt(
+            message_id=message.id,
+            attempt=message.attempts,
+            idempotency_key=message.idempotency_key,
+            started_at=started_at,
+            result=result,
+        )
+        if classify(result) is Verdict.SENT:
+            return Settled(message=message.mark_sent(result, now), kind=Kind.SENT, attempt=attempt)
+        failed = message.mark_failed(result, self.policy, now, self._rng.random())
+        kind = Kind.RETRIED if failed.state is State.PENDING else Kind.DEAD
+        return Settled(message=failed, kind=kind, attempt=attempt)
+
+    async def deliver(self, message: Message) -> Settled:
+        prepared = self.prepare(message)
+        if isinstance(prepared, Settled):
+            return prepared
+        started_at = self.clock.now()
+        try:
+            result = await self.sender.send(prepared)
+        except Exception as error:  # a sender bug is a failed attempt, retried like any other
+            result = DeliveryResult(error=_describe(error))
+        return self.settle(message, result, started_at)
+
+    def ack(self, token: str, settled: Sequence[Settled]) -> int:
+        """Write outcomes; returns how many were refused because the lease was lost."""
+        attempts = [item.attempt for item in settled if item.attempt is not None]
+        result = self.store.ack(token, [item.message for item in settled], attempts)
+        return len(result.refused_ids)
+
+    async def dispatch_once(self) -> Summary:
+        """Claim one batch, send what is valid concurrently, ack every outcome in one call."""
+        claim = await asyncio.to_thread(self.claim, self.settings.batch_size)
+        summary = Summary(claimed=len(claim.messages))
+        if not claim.messages:
+            return summary
+        settled = await self._deliver_all(claim.messages)
+        summary.refused = await asyncio.to_thread(self.ack, claim.token, settled)
+        summary.count(settled)
+        return summary
+
+    async def _deliver_all(self, messages: Sequence[Message]) -> list[Settled]:
+        gate = asyncio.Semaphore(self.settings.concurrency)
+
+        async def bounded(message: Message) -> Settled:
+            async with gate:
+                return await self.deliver(message)
+
+        return list(await asyncio.gather(*(bounded(m) for m in messages)))
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,48 @@
+"""The one-line Status written on each row: state word first, at most 400 characters."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from domain.delivery import DeliveryResult
+
+MAX_LENGTH = 400
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def bounded(line: str) -> str:
+    flat = _UNPRINTABLE.sub(" ", line).strip()
+    if len(flat) <= MAX_LENGTH:
+        return flat
+    return flat[: MAX_LENGTH - 1] + "…"
+
+
+def sent(result: DeliveryResult, attempt: int, key: str) -> str:
+    return bounded(f"sent: {result.describe()}, attempt {attempt}, key {key}")
+
+
+def retrying(result: DeliveryResult, attempt: int, max_attempts: int, when: datetime) -> str:
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return bounded(
+        f"retrying: {result.describe()}, attempt {attempt} of {max_attempts}, next at {stamp}"
+        + _excerpt(result)
+    )
+
+
+def dead(result: DeliveryResult, attempt: int, max_attempts: int) -> str:
+    return bounded(
+        f"dead: {result.describe()}, attempt {attempt} of {max_attempts}" + _excerpt(result)
+    )
+
+
+def gave_up(reason: str) -> str:
+    return bounded(f"dead: {reason}")
+
+
+def invalid(reason: str) -> str:
+    return bounded(f"invalid: {reason}")
+
+
+def _excerpt(result: DeliveryResult) -> str:
+    return f", response: {result.excerpt}" if result.excerpt else ""

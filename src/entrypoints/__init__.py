@@ -1,0 +1,1 @@
+"""Entry points: configuration, the container, the CLI, the worker loop, the receiver."""

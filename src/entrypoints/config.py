@@ -1,0 +1,175 @@
+"""Settings from `OUTBOX_*` environment variables; a bad value is one clear line naming it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Literal, TypeVar
+
+import attrs
+
+PREFIX = "OUTBOX_"
+MAX_BATCH_SIZE = 1000  # well below SQL Server's lock escalation threshold (5,000 locks)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    database_url: str = "sqlite:///outbox.db"
+    table: str = "Messages"
+    target_url: str | None = None
+    target_urls: Mapping[str, str] = attrs.field(factory=dict)
+    signing_secret: str | None = attrs.field(default=None, repr=False)
+    batch_size: int = 200
+    concurrency: int = 64
+    poll_interval: float = 1.0
+    lease_seconds: float = 30.0
+    max_attempts: int = 8
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    http_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    metrics_port: int = 0
+    ordering: Literal["none", "per-user"] = "none"
+    allow_private_targets: bool = False
+    log_format: Literal["text", "json"] = "text"
+    message_type_packages: tuple[str, ...] = ()
+    history_days: float = 7.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        reader = _Reader(env)
+        settings = cls(**{name: parse(reader, name) for name, parse in _PARSERS.items() if reader.has(name)})
+        _check_consistency(settings)
+        return settings
+
+    def signing_secrets(self) -> tuple[str, ...]:
+        return tuple(self.signing_secret.split()) if self.signing_secret else ()
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def has(self, name: str) -> bool:
+        return self._env.get(_var(name), "").strip() != ""
+
+    def text(self, name: str) -> str:
+        return self._env[_var(name)].strip()
+
+    def number(self, name: str, kind: Callable[[str], T], low: float, high: float) -> T:
+        raw = self.text(name)
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise _bad(name, raw, f"a number between {low:g} and {high:g}") from None
+        if not low <= value <= high:  # type: ignore[operator]
+            raise _bad(name, raw, f"a number between {low:g} and {high:g}")
+        return value
+
+    def choice(self, name: str, options: tuple[str, ...]) -> str:
+        raw = self.text(name).lower()
+        if raw not in options:
+            raise _bad(name, raw, "one of " + ", ".join(options))
+        return raw
+
+    def flag(self, name: str) -> bool:
+        raw = self.text(name).lower()
+        if raw not in _TRUE | _FALSE:
+            raise _bad(name, raw, "true or false")
+        return raw in _TRUE
+
+
+def _var(name: str) -> str:
+    return PREFIX + name.upper()
+
+
+def _bad(name: str, raw: str, expected: str) -> ConfigError:
+    return ConfigError(f"{_var(name)} must be {expected}, got {raw!r}")
+
+
+def _table(reader: _Reader, name: str) -> str:
+    raw = reader.text(name)
+    if not _IDENTIFIER.match(raw):
+        raise _bad(name, raw, "a plain SQL identifier (letters, digits, underscore)")
+    return raw
+
+
+def _url(reader: _Reader, name: str) -> str:
+    raw = reader.text(name)
+    if not re.match(r"^https?://[^\s/]+", raw, re.IGNORECASE):
+        raise _bad(name, raw, "an http:// or https:// URL")
+    return raw
+
+
+def _url_map(reader: _Reader, name: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in reader.text(name).split(","):
+        type_name, sep, url = item.strip().partition("=")
+        if not sep or not type_name.strip() or not re.match(r"^https?://\S+$", url.strip()):
+            raise _bad(name, item, "comma-separated type=http(s)://url pairs")
+        pairs[type_name.strip()] = url.strip()
+    return pairs
+
+
+def _secret(reader: _Reader, name: str) -> str:
+    raw = reader.text(name)
+    for secret in raw.split():
+        if not re.match(r"^whsec_[A-Za-z0-9+/]{16,}={0,2}$", secret):
+            raise ConfigError(
+                f"{_var(name)} must be one or more space-separated whsec_<base64> secrets"
+            )
+    return raw
+
+
+def _packages(reader: _Reader, name: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in reader.text(name).split(",") if p.strip())
+    for part in parts:
+        if not re.match(r"^[A-Za-z_][\w.]*$", part):
+            raise _bad(name, part, "comma-separated Python package names")
+    return parts
+
+
+_PARSERS: dict[str, Callable[[_Reader, str], object]] = {
+    "database_url": lambda r, n: r.text(n),
+    "table": _table,
+    "target_url": _url,
+    "target_urls": _url_map,
+    "signing_secret": _secret,
+    "batch_size": lambda r, n: r.number(n, int, 1, MAX_BATCH_SIZE),
+    "concurrency": lambda r, n: r.number(n, int, 1, 1024),
+    "poll_interval": lambda r, n: r.number(n, float, 0.01, 3600),
+    "lease_seconds": lambda r, n: r.number(n, float, 1, 86400),
+    "max_attempts": lambda r, n: r.number(n, int, 1, 1000),
+    "retry_base_seconds": lambda r, n: r.number(n, float, 0.001, 86400),
+    "retry_max_seconds": lambda r, n: r.number(n, float, 0.001, 7 * 86400),
+    "http_timeout": lambda r, n: r.number(n, float, 0.05, 600),
+    "connect_timeout": lambda r, n: r.number(n, float, 0.05, 600),
+    "metrics_port": lambda r, n: r.number(n, int, 0, 65535),
+    "ordering": lambda r, n: r.choice(n, ("none", "per-user")),
+    "allow_private_targets": lambda r, n: r.flag(n),
+    "log_format": lambda r, n: r.choice(n, ("text", "json")),
+    "message_type_packages": _packages,
+    "history_days": lambda r, n: r.number(n, float, 0, 3650),
+}
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.retry_max_seconds < settings.retry_base_seconds:
+        raise ConfigError(
+            f"OUTBOX_RETRY_MAX_SECONDS ({settings.retry_max_seconds:g}) must be >= "
+            f"OUTBOX_RETRY_BASE_SECONDS ({settings.retry_base_seconds:g})"
+        )
+    if settings.lease_seconds < 2 * settings.http_timeout:
+        raise ConfigError(
+            f"OUTBOX_LEASE_SECONDS ({settings.lease_seconds:g}) must be at least twice "
+            f"OUTBOX_HTTP_TIMEOUT ({settings.http_timeout:g}) so a live worker keeps its rows"
+        )

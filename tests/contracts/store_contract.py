@@ -1,0 +1,293 @@
+"""The outbox store contract: every adapter's test module subclasses this and builds a store.
+
+A behaviour found missing in one adapter becomes a case here, for all of them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from application.ports import Attempt, NewMessage
+from domain.delivery import DeliveryResult
+from domain.model import Message, State
+from domain.retry import RetryPolicy
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+OK = DeliveryResult(status_code=200, latency_ms=3)
+UNAVAILABLE = DeliveryResult(status_code=503, latency_ms=3)
+POLICY = RetryPolicy(base_seconds=10, max_seconds=60, max_attempts=3)
+
+
+class OutboxStoreContract:
+    """Subclasses provide the `store` fixture and `upstream_resend`."""
+
+    def upstream_resend(self, store: Any, message_id: int) -> None:
+        raise NotImplementedError
+
+    # --- helpers -----------------------------------------------------------
+
+    def enqueue(self, store: Any, count: int, user_id: int = 1, body: str = "hi") -> list[int]:
+        return list(store.enqueue([NewMessage(user_id=user_id, body=f"{body} {i}") for i in range(count)]))
+
+    def claim(self, store: Any, token: str, limit: int = 10, at: datetime = T0, **kw: Any) -> list[Message]:
+        return list(store.claim(owner=f"w-{token}", token=token, limit=limit, now=at, lease_until=at + LEASE, **kw))
+
+    def attempt(self, message: Message, result: DeliveryResult = OK, at: datetime = T0) -> Attempt:
+        assert message.idempotency_key is not None
+        return Attempt(
+            message_id=message.id, attempt=message.attempts, idempotency_key=message.idempotency_key,
+            started_at=at, result=result,
+        )
+
+    def send_ok(self, store: Any, token: str, messages: list[Message], at: datetime = T0) -> Any:
+        sent = [m.mark_sent(OK, at) for m in messages]
+        return store.ack(token, sent, [self.attempt(m, at=at) for m in messages])
+
+    # --- claim -------------------------------------------------------------
+
+    def test_a_claim_leases_due_rows_in_id_order_up_to_the_limit(self, store: Any) -> None:
+        ids = self.enqueue(store, 5)
+
+        claimed = self.claim(store, "a", limit=3)
+
+        assert [m.id for m in claimed] == ids[:3]
+        assert all(m.state is State.IN_FLIGHT and m.lease_token == "a" for m in claimed)
+        assert all(m.lease_until == T0 + LEASE and m.lease_owner == "w-a" for m in claimed)
+        assert all(m.attempts == 1 for m in claimed)
+
+    def test_a_claim_gives_each_new_request_its_own_idempotency_key(self, store: Any) -> None:
+        self.enqueue(store, 3)
+
+        claimed = self.claim(store, "a")
+
+        keys = [m.idempotency_key for m in claimed]
+        assert all(k and k.startswith("msg_a_") for k in keys)
+        assert len(set(keys)) == 3
+
+    def test_no_two_claims_get_the_same_row_while_its_lease_holds(self, store: Any) -> None:
+        self.enqueue(store, 4)
+
+        first = self.claim(store, "a", limit=2)
+        second = self.claim(store, "b", limit=10, at=T0 + LEASE - timedelta(seconds=1))
+
+        assert {m.id for m in first}.isdisjoint(m.id for m in second)
+        assert len(second) == 2
+
+    def test_an_expired_lease_makes_a_row_claimable_again_as_the_same_request(self, store: Any) -> None:
+        self.enqueue(store, 1)
+        [first] = self.claim(store, "a")
+
+        [again] = self.claim(store, "b", at=T0 + LEASE)
+
+        assert again.id == first.id and again.lease_token == "b"
+        assert again.idempotency_key == first.idempotency_key
+        assert again.attempts == 2
+
+    def test_a_row_waiting_for_its_retry_time_is_not_claimed_before_it(self, store: Any) -> None:
+        self.enqueue(store, 1)
+        [message] = self.claim(store, "a")
+        failed = message.mark_failed(UNAVAILABLE, POLICY, T0, jitter=0.0)
+        store.ack("a", [failed], [self.attempt(message, UNAVAILABLE)])
+
+        early = self.claim(store, "b", at=failed.next_attempt_at - timedelta(seconds=1))
+        due = self.claim(store, "c", at=failed.next_attempt_at)
+
+        assert early == []
+        assert [m.idempotency_key for m in due] == [message.idempotency_key]
+        assert due[0].attempts == 2
+
+    def test_sent_and_dead_rows_are_never_claimed(self, store: Any) -> None:
+        self.enqueue(store, 2)
+        first, second = self.claim(store, "a")
+        store.ack("a", [first.mark_sent(OK, T0), second.reject("Message is empty")], [])
+
+        assert self.claim(store, "b", at=T0 + 10 * LEASE) == []
+
+    # --- ack ---------------------------------------------------------------
+
+    def test_an_ack_writes_the_outcome_and_the_attempt_history(self, store: Any) -> None:
+        [message_id] = self.enqueue(store, 1)
+        claimed = self.claim(store, "a")
+
+        result = self.send_ok(store, "a", claimed)
+
+        row = store.get(message_id)
+        assert result.written == 1 and result.refused_ids == ()
+        assert row.state is State.SENT and row.status.startswith("sent: HTTP 200")
+        assert row.lease_token is None and row.sent_at == T0
+        [attempt] = store.history_of(message_id)
+        assert attempt.result.status_code == 200 and attempt.idempotency_key == claimed[0].idempotency_key
+
+    def test_a_lost_lease_cannot_overwrite_the_new_claim(self, store: Any) -> None:
+        [message_id] = self.enqueue(store, 1)
+        stale = self.claim(store, "a")
+        fresh = self.claim(store, "b", at=T0 + LEASE)
+
+        result = self.send_ok(store, "a", stale)
+
+        assert result.written == 0 and result.refused_ids == (message_id,)
+        row = store.get(message_id)
+        assert row.state is State.IN_FLIGHT and row.lease_token == "b"
+        assert store.history_of(message_id) == []
+        assert self.send_ok(store, "b", fresh).written == 1
+
+    def test_an_ack_after_the_row_was_requeued_is_refused(self, store: Any) -> None:
+        [message_id] = self.enqueue(store, 1)
+        [claimed] = self.claim(store, "a")
+        store.ack("a", [claimed.reject("bad")], [])
+        store.requeue_dead([message_id])
+
+        result = store.ack("a", [claimed.mark_sent(OK, T0)], [])
+
+        assert result.refused_ids == (message_id,)
+        assert store.get(message_id).state is State.PENDING
+
+    def test_an_ack_writes_the_held_rows_and_refuses_only_the_lost_ones(self, store: Any) -> None:
+        ids = self.enqueue(store, 3)
+        claimed = self.claim(store, "a")
+        self.claim(store, "b", limit=1, at=T0 + LEASE)  # takes over the first row only
+
+        result = self.send_ok(store, "a", claimed)
+
+        assert result.refused_ids == (ids[0],) and result.written == 2
+
+    def test_renewing_a_lease_keeps_the_rows_from_other_claims(self, store: Any) -> None:
+        self.enqueue(store, 2)
+        self.claim(store, "a")
+
+        renewed = store.renew("a", T0 + 3 * LEASE)
+        taken = self.claim(store, "b", at=T0 + 2 * LEASE)
+
+        assert renewed == 2 and taken == []
+
+    def test_a_released_row_is_claimable_at_once_as_the_same_request(self, store: Any) -> None:
+        self.enqueue(store, 1)
+        [claimed] = self.claim(store, "a")
+        store.ack("a", [claimed.release(T0)], [])
+
+        [again] = self.claim(store, "b")
+
+        assert again.idempotency_key == claimed.idempotency_key and again.attempts == 1
+
+    # --- re-sends and requeues --------------------------------------------
+
+    def test_upstream_asking_for_a_sent_row_again_makes_a_new_request(self, store: Any) -> None:
+        [message_id] = self.enqueue(store, 1)
+        first = self.claim(store, "a")
+        self.send_ok(store, "a", first)
+
+        self.upstream_resend(store, message_id)
+        [again] = self.claim(store, "b")
+
+        assert again.idempotency_key != first[0].idempotency_key and again.attempts == 1
+
+    def test_requeueing_dead_rows_makes_new_requests(self, store: Any) -> None:
+        ids = self.enqueue(store, 2)
+        claimed = self.claim(store, "a")
+        store.ack("a", [m.reject("bad") for m in claimed], [])
+
+        requeued = store.requeue_dead([ids[0]])
+        [again] = self.claim(store, "b")
+
+        assert requeued == 1 and again.id == ids[0]
+        assert again.idempotency_key != claimed[0].idempotency_key and again.attempts == 1
+        assert store.get(ids[1]).state is State.DEAD
+
+    def test_requeueing_all_dead_rows(self, store: Any) -> None:
+        self.enqueue(store, 3)
+        claimed = self.claim(store, "a")
+        store.ack("a", [m.reject("bad") for m in claimed], [])
+
+        assert store.requeue_dead(None) == 3 and store.unfinished() == 3
+
+    # --- per-user ordering ------------------------------------------------
+
+    def test_per_user_claims_take_one_row_per_user_in_id_order(self, store: Any) -> None:
+        a = self.enqueue(store, 3, user_id=1)
+        b = self.enqueue(store, 2, user_id=2)
+
+        claimed = self.claim(store, "x", per_user=True)
+
+        assert sorted(m.id for m in claimed) == [a[0], b[0]]
+
+    def test_per_user_a_row_in_flight_holds_back_its_users_later_rows(self, store: Any) -> None:
+        a = self.enqueue(store, 2, user_id=1)
+        self.claim(store, "x", per_user=True)
+
+        assert self.claim(store, "y", per_user=True, at=T0 + timedelta(seconds=1)) == []
+        assert [m.id for m in self.claim(store, "z", per_user=True, at=T0 + LEASE)] == [a[0]]
+
+    def test_per_user_a_row_waiting_for_retry_holds_back_its_users_later_rows(self, store: Any) -> None:
+        a = self.enqueue(store, 2, user_id=1)
+        b = self.enqueue(store, 1, user_id=2)
+        first = self.claim(store, "x", per_user=True)
+        held = next(m for m in first if m.id == a[0])
+        store.ack("x", [held.mark_failed(UNAVAILABLE, POLICY, T0, 0.0)], [])
+        store.ack("x", [m.mark_sent(OK, T0) for m in first if m.id != a[0]], [])
+
+        later = self.claim(store, "y", per_user=True, at=T0 + timedelta(seconds=1))
+
+        assert later == [] and store.get(b[0]).state is State.SENT
+
+    def test_per_user_the_next_row_goes_once_the_previous_is_sent(self, store: Any) -> None:
+        a = self.enqueue(store, 2, user_id=1)
+        first = self.claim(store, "x", per_user=True)
+        self.send_ok(store, "x", first)
+
+        second = self.claim(store, "y", per_user=True)
+
+        assert [m.id for m in second] == [a[1]]
+
+    # --- admin ---------------------------------------------------------------
+
+    def test_enqueued_rows_are_pending_with_their_type_and_no_key(self, store: Any) -> None:
+        [message_id] = store.enqueue([NewMessage(user_id=9, body="x", message_type="json")])
+
+        row = store.get(message_id)
+
+        assert row.state is State.PENDING and row.user_id == 9 and row.body == "x"
+        assert row.message_type == "json" and row.idempotency_key is None and row.attempts == 0
+
+    def test_the_overview_counts_states_leases_and_recent_dead(self, store: Any) -> None:
+        self.enqueue(store, 4)
+        claimed = self.claim(store, "a", limit=3)
+        store.ack("a", [claimed[0].reject("Message is empty"), claimed[1].mark_sent(OK, T0)], [])
+
+        overview = store.overview(T0 + timedelta(seconds=5))
+
+        assert {k: v for k, v in overview.counts.items() if v} == {0: 1, 1: 1, 2: 1, 3: 1}
+        assert overview.leases == {"w-a": 1}
+        assert [m.status for m in overview.recent_dead] == ["invalid: Message is empty"]
+
+    def test_due_and_unfinished_counts(self, store: Any) -> None:
+        self.enqueue(store, 3)
+        self.claim(store, "a", limit=1)
+
+        assert store.due(T0) == 2 and store.unfinished() == 3
+        assert store.due(T0 + LEASE) == 3
+
+    def test_pruning_history_drops_only_older_attempts(self, store: Any) -> None:
+        [message_id] = self.enqueue(store, 1)
+        [claimed] = self.claim(store, "a")
+        failed = claimed.mark_failed(UNAVAILABLE, POLICY, T0, 0.0)
+        store.ack("a", [failed], [self.attempt(claimed, UNAVAILABLE, at=T0)])
+        [again] = self.claim(store, "b", at=failed.next_attempt_at)
+        later = failed.next_attempt_at
+        store.ack("b", [again.mark_sent(OK, later)], [self.attempt(again, at=later)])
+
+        pruned = store.prune_history(later)
+
+        assert pruned == 1
+        assert [a.attempt for a in store.history_of(message_id)] == [2]
+
+    def test_an_empty_ack_writes_nothing(self, store: Any) -> None:
+        assert store.ack("a", [], []).written == 0
+
+
+def evolve_pending(message: Message) -> Message:
+    """What upstream does to a finished row to have it sent again: set `ToSend = 1`."""
+    return attrs.evolve(message, state=State.PENDING)

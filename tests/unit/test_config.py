@@ -1,0 +1,155 @@
+import pytest
+
+from entrypoints.config import ConfigError, Settings
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def error_for(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    return str(raised.value)
+
+
+def test_an_empty_environment_gives_the_documented_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert (
+        settings.database_url,
+        settings.table,
+        settings.target_url,
+        settings.signing_secret,
+        settings.ordering,
+        settings.allow_private_targets,
+        settings.log_format,
+    ) == ("sqlite:///outbox.db", "Messages", None, None, "none", False, "text")
+
+
+def test_the_defaults_are_consistent_numbers() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.lease_seconds >= 2 * settings.http_timeout
+    assert settings.retry_base_seconds <= settings.retry_max_seconds
+    assert settings.batch_size >= 1 and settings.max_attempts >= 1
+
+
+def test_blank_variables_count_as_unset() -> None:
+    settings = Settings.from_env({"OUTBOX_BATCH_SIZE": "  ", "OUTBOX_TABLE": ""})
+
+    assert settings == Settings()
+
+
+def test_values_are_read_and_converted() -> None:
+    env = {
+        "OUTBOX_BATCH_SIZE": "50",
+        "OUTBOX_TABLE": "Outbox_2",
+        "OUTBOX_TARGET_URL": "https://hooks.example.com/in",
+        "OUTBOX_ORDERING": "Per-User",
+        "OUTBOX_ALLOW_PRIVATE_TARGETS": "yes",
+        "OUTBOX_RETRY_BASE_SECONDS": "0.5",
+    }
+
+    settings = Settings.from_env(env)
+
+    assert (
+        settings.batch_size,
+        settings.table,
+        settings.target_url,
+        settings.ordering,
+        settings.allow_private_targets,
+        settings.retry_base_seconds,
+    ) == (50, "Outbox_2", "https://hooks.example.com/in", "per-user", True, 0.5)
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("OUTBOX_BATCH_SIZE", "lots"),
+        ("OUTBOX_BATCH_SIZE", "2.5"),
+        ("OUTBOX_BATCH_SIZE", "0"),
+        ("OUTBOX_BATCH_SIZE", "100000"),
+        ("OUTBOX_CONCURRENCY", "-1"),
+        ("OUTBOX_POLL_INTERVAL", "nan"),
+        ("OUTBOX_MAX_ATTEMPTS", "0"),
+        ("OUTBOX_HTTP_TIMEOUT", "inf"),
+        ("OUTBOX_METRICS_PORT", "70000"),
+        ("OUTBOX_TABLE", "Messages; DROP TABLE x"),
+        ("OUTBOX_TABLE", "dbo.Messages"),
+        ("OUTBOX_TABLE", "1Messages"),
+        ("OUTBOX_TARGET_URL", "ftp://hooks.example.com/in"),
+        ("OUTBOX_TARGET_URL", "hooks.example.com/in"),
+        ("OUTBOX_ORDERING", "per_user"),
+        ("OUTBOX_LOG_FORMAT", "xml"),
+        ("OUTBOX_ALLOW_PRIVATE_TARGETS", "maybe"),
+    ],
+)
+def test_a_bad_value_is_an_error_naming_its_variable(variable: str, value: str) -> None:
+    message = error_for({variable: value})
+
+    assert message.startswith(f"{variable} must be")
+
+
+@pytest.mark.parametrize("value", ["hunter2", "whsec_short", "whsec_" + "!" * 32])
+def test_a_malformed_secret_is_an_error_naming_its_variable(value: str) -> None:
+    message = error_for({"OUTBOX_SIGNING_SECRET": value})
+
+    assert message.startswith("OUTBOX_SIGNING_SECRET must be")
+
+
+@pytest.mark.parametrize("value", ["whsec_short", f"{SECRET} whsec_short"])
+def test_a_malformed_secret_never_appears_in_the_error(value: str) -> None:
+    message = error_for({"OUTBOX_SIGNING_SECRET": value})
+
+    assert "whsec_short" not in message and SECRET not in message
+
+
+def test_the_secret_never_appears_in_repr() -> None:
+    settings = Settings.from_env({"OUTBOX_SIGNING_SECRET": SECRET})
+
+    assert SECRET not in repr(settings) and SECRET not in str(settings)
+
+
+def test_several_secrets_can_be_given_for_rotation() -> None:
+    other = "whsec_" + "A" * 32
+
+    settings = Settings.from_env({"OUTBOX_SIGNING_SECRET": f"{SECRET} {other}"})
+
+    assert settings.signing_secrets() == (SECRET, other)
+
+
+def test_the_database_password_never_appears_in_repr() -> None:
+    env = {"OUTBOX_DATABASE_URL": "postgresql+psycopg://outbox:s3cr3t-pw@db.internal/outbox"}
+
+    settings = Settings.from_env(env)
+
+    assert "s3cr3t-pw" not in repr(settings)
+
+
+def test_a_lease_shorter_than_twice_the_http_timeout_is_refused() -> None:
+    env = {"OUTBOX_LEASE_SECONDS": "19", "OUTBOX_HTTP_TIMEOUT": "10"}
+
+    message = error_for(env)
+
+    assert message.startswith("OUTBOX_LEASE_SECONDS (19) must be at least twice OUTBOX_HTTP_TIMEOUT")
+
+
+def test_a_lease_of_exactly_twice_the_http_timeout_is_accepted() -> None:
+    env = {"OUTBOX_LEASE_SECONDS": "20", "OUTBOX_HTTP_TIMEOUT": "10"}
+
+    settings = Settings.from_env(env)
+
+    assert settings.lease_seconds == 20.0
+
+
+def test_a_retry_cap_below_the_base_delay_is_refused() -> None:
+    env = {"OUTBOX_RETRY_BASE_SECONDS": "10", "OUTBOX_RETRY_MAX_SECONDS": "5"}
+
+    message = error_for(env)
+
+    assert message.startswith("OUTBOX_RETRY_MAX_SECONDS (5) must be >= OUTBOX_RETRY_BASE_SECONDS")
+
+
+def test_a_bad_target_map_entry_is_an_error_naming_its_variable() -> None:
+    message = error_for({"OUTBOX_TARGET_URLS": "sms=https://a.example.com,json"})
+
+    assert message.startswith("OUTBOX_TARGET_URLS must be")
