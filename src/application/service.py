@@ -24,6 +24,7 @@ class Kind(enum.Enum):
     RETRIED = "retried"
     DEAD = "dead"
     INVALID = "invalid"
+    RELEASED = "released"
 
 
 @attrs.frozen(kw_only=True)
@@ -66,6 +67,7 @@ class Summary:
     retried: int = 0
     dead: int = 0
     invalid: int = 0
+    released: int = 0
     refused: int = 0
 
     def count(self, settled: Iterable[Settled]) -> None:
@@ -170,11 +172,15 @@ class Dispatcher:
             result = DeliveryResult(error=_describe(error))
         return self.settle(message, result, started_at)
 
-    def ack(self, token: str, settled: Sequence[Settled]) -> int:
-        """Write outcomes; returns how many were refused because the lease was lost."""
+    def release(self, message: Message) -> Settled:
+        return Settled(message=message.release(self.clock.now()), kind=Kind.RELEASED)
+
+    def ack(self, token: str, settled: Sequence[Settled]) -> list[Settled]:
+        """Write outcomes; returns those refused because the lease was lost."""
         attempts = [item.attempt for item in settled if item.attempt is not None]
         result = self.store.ack(token, [item.message for item in settled], attempts)
-        return len(result.refused_ids)
+        refused = set(result.refused_ids)
+        return [item for item in settled if item.message.id in refused]
 
     async def dispatch_once(self) -> Summary:
         """Claim one batch, send what is valid concurrently, ack every outcome in one call."""
@@ -183,8 +189,9 @@ class Dispatcher:
         if not claim.messages:
             return summary
         settled = await self._deliver_all(claim.messages)
-        summary.refused = await asyncio.to_thread(self.ack, claim.token, settled)
-        summary.count(settled)
+        refused = await asyncio.to_thread(self.ack, claim.token, settled)
+        summary.refused = len(refused)
+        summary.count(item for item in settled if item not in refused)
         return summary
 
     async def _deliver_all(self, messages: Sequence[Message]) -> list[Settled]:

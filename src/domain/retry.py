@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 import attrs
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value}")
 
 
 @attrs.frozen(kw_only=True)

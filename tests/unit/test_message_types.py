@@ -70,7 +70,7 @@ def test_two_modules_claiming_one_name_is_a_start_up_error_naming_both(
 def test_a_plugin_claiming_a_built_in_name_is_a_start_up_error(plugin_package: Path) -> None:
     (plugin_package / "mine.py").write_text(TYPE_MODULE.format(name="default"))
 
-    with pytest.raises(DuplicateMessageType, match="domain.message_types.default"):
+    with pytest.raises(DuplicateMessageType, match=r"domain\.message_types\.default"):
         discover(["domain.message_types", plugin_package.name])
 
 
@@ -85,7 +85,7 @@ def test_a_plugin_package_adds_its_types(plugin_package: Path) -> None:
 def test_a_module_without_message_type_is_a_start_up_error(plugin_package: Path) -> None:
     (plugin_package / "empty.py").write_text("X = 1\n")
 
-    with pytest.raises(MessageTypeError, match=f"{plugin_package.name}.empty"):
+    with pytest.raises(MessageTypeError, match=rf"{plugin_package.name}\.empty"):
         discover([plugin_package.name])
 
 
