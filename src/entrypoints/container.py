@@ -1,0 +1,123 @@
+"""The one place that reads configuration and builds adapters. No `wire()`, nothing at import."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from collections.abc import Iterator, Mapping
+
+from dependency_injector import containers, providers
+from sqlalchemy import Engine
+
+from adapters.clock import SystemClock
+from adapters.http import HttpxMessageSender, make_http_client
+from adapters.in_memory import InMemoryOutboxStore
+from adapters.sql.engine import make_engine
+from adapters.sql.store import SqlOutboxStore
+from application.message_types import BUILT_IN, discover
+from application.pipeline import Pipeline, PipelineSettings
+from application.service import Dispatcher, DispatchSettings, Targets
+from domain.message_type import MessageTypes
+from domain.retry import RetryPolicy
+from entrypoints.config import ConfigError, Settings
+from entrypoints.version import user_agent
+
+MEMORY_URL = "memory://"
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(
+        settings.database_url,
+        connect_timeout=settings.connect_timeout,
+        pool_size=4,
+    )
+    yield engine
+    engine.dispose()
+
+
+def _store_kind(settings: Settings) -> str:
+    return "memory" if settings.database_url == MEMORY_URL else "sql"
+
+
+def _message_types(settings: Settings) -> MessageTypes:
+    return discover((BUILT_IN, *settings.message_type_packages))
+
+
+def _targets(settings: Settings) -> Targets:
+    if settings.target_url is None:
+        raise ConfigError("OUTBOX_TARGET_URL must be set to the endpoint messages are POSTed to")
+    return Targets(default=settings.target_url, by_type=dict(settings.target_urls))
+
+
+def _policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        base_seconds=settings.retry_base_seconds,
+        max_seconds=settings.retry_max_seconds,
+        max_attempts=settings.max_attempts,
+    )
+
+
+def _dispatch_settings(settings: Settings) -> DispatchSettings:
+    return DispatchSettings(
+        owner=worker_id(),
+        batch_size=settings.batch_size,
+        lease_seconds=settings.lease_seconds,
+        concurrency=settings.concurrency,
+        per_user=settings.ordering == "per-user",
+    )
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+    rng = providers.Singleton(random.SystemRandom)
+    engine = providers.Resource(_engine, settings)
+    store = providers.Selector(
+        providers.Callable(_store_kind, settings),
+        sql=providers.Singleton(SqlOutboxStore, engine, table=settings.provided.table),
+        memory=providers.Singleton(InMemoryOutboxStore),
+    )
+    message_types = providers.Singleton(_message_types, settings)
+    http_client = providers.Singleton(
+        make_http_client,
+        timeout=settings.provided.http_timeout,
+        connect_timeout=settings.provided.connect_timeout,
+        concurrency=settings.provided.concurrency,
+    )
+    sender = providers.Singleton(
+        HttpxMessageSender,
+        http_client,
+        secrets=providers.Callable(Settings.signing_secrets, settings),
+        user_agent=providers.Callable(user_agent),
+    )
+    dispatcher = providers.Singleton(
+        Dispatcher,
+        store=store,
+        sender=sender,
+        clock=clock,
+        types=message_types,
+        targets=providers.Callable(_targets, settings),
+        policy=providers.Callable(_policy, settings),
+        rng=rng,
+        settings=providers.Callable(_dispatch_settings, settings),
+    )
+    pipeline_settings = providers.Factory(
+        PipelineSettings, poll_interval=settings.provided.poll_interval
+    )
+    pipeline = providers.Factory(Pipeline, dispatcher, pipeline_settings)
+
+
+def build(env: Mapping[str, str] | None = None, **overrides: object) -> Container:
+    """A container for the given environment (default: the process's)."""
+    settings = Settings.from_env(os.environ if env is None else env)
+    if overrides:
+        import attrs
+
+        settings = attrs.evolve(settings, **overrides)  # type: ignore[arg-type]
+    return Container(settings=settings)

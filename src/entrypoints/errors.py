@@ -1,0 +1,24 @@
+"""Which exceptions are start-up errors, and their one-line description."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from adapters.sql.migrate import SchemaError
+from adapters.targets import TargetError
+from application.message_types import MessageTypeError
+from domain.errors import DuplicateMessageType
+from entrypoints.config import ConfigError
+
+_ONE_LINE = (ConfigError, SchemaError, TargetError, MessageTypeError, DuplicateMessageType)
+
+
+def describe_startup_error(error: Exception) -> str | None:
+    if isinstance(error, _ONE_LINE):
+        return str(error)
+    if isinstance(error, (ArgumentError, NoSuchModuleError)):
+        return f"OUTBOX_DATABASE_URL is not a usable SQLAlchemy URL: {error}"
+    if isinstance(error, DBAPIError):
+        first = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
+        return f"database error: {first}"
+    return None

@@ -1,0 +1,82 @@
+"""Prometheus metrics and the health endpoint, served by the worker on OUTBOX_METRICS_PORT."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from application.service import Settled
+
+
+class PrometheusObserver:
+    """The pipeline's observer, counting into a registry of its own (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.claimed_total = Counter(
+            "outbox_messages_claimed", "Rows claimed under a lease", registry=self.registry
+        )
+        self.settled_total = Counter(
+            "outbox_messages", "Outcomes written, by outcome", ["outcome"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "outbox_send_latency_seconds", "HTTP attempt latency", registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.batch_size = Histogram(
+            "outbox_claim_batch_size", "Rows per claim", registry=self.registry,
+            buckets=(0, 1, 10, 50, 100, 200, 500, 1000),
+        )
+        self.in_flight_gauge = Gauge("outbox_in_flight", "Claimed, not yet acked", registry=self.registry)
+        self.oldest_pending = Gauge(
+            "outbox_oldest_pending_age_seconds", "Age of the oldest due row", registry=self.registry
+        )
+        for outcome in ("sent", "retried", "dead", "invalid", "released"):
+            self.settled_total.labels(outcome)
+
+    def claimed(self, count: int) -> None:
+        self.claimed_total.inc(count)
+        self.batch_size.observe(count)
+
+    def settled(self, settled: Settled) -> None:
+        self.settled_total.labels(settled.kind.value).inc()
+        if settled.attempt is not None:
+            self.latency.observe(settled.attempt.result.latency_ms / 1000)
+
+    def in_flight(self, count: int) -> None:
+        self.in_flight_gauge.set(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class Liveness:
+    """Healthy while the loop ticks and the database answered recently."""
+
+    def __init__(self, stale_after: float) -> None:
+        self.stale_after = stale_after
+        self.last_tick = time.monotonic()
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_tick < self.stale_after
+
+
+def metrics_app(observer: PrometheusObserver, healthy: Callable[[], bool]) -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=observer.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok = healthy()
+        return web.json_response({"status": "ok" if ok else "unhealthy"}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,151 @@
+"""The worker runtime: preflight checks, the pipeline, signals, metrics, NOTIFY, maintenance."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Literal
+
+from aiohttp import web
+
+from adapters.sql import notify
+from adapters.sql.migrate import check_schema
+from adapters.targets import check_target
+from application.pipeline import Pipeline
+from application.service import Summary
+from entrypoints.container import Container
+from entrypoints.metrics import Liveness, PrometheusObserver, metrics_app
+
+log = logging.getLogger("outbox.worker")
+Mode = Literal["worker", "drain", "settle"]
+MAINTENANCE_SECONDS = 5.0
+PRUNE_EVERY = 720  # maintenance rounds: about an hour
+
+
+def preflight(container: Container) -> None:
+    """Everything that must hold before the first claim; raises with one clear line."""
+    settings = container.settings()
+    dispatcher = container.dispatcher()
+    for url in {dispatcher.targets.default, *dispatcher.targets.by_type.values()}:
+        check_target(url, allow_private=settings.allow_private_targets)
+    if settings.database_url != "memory://":
+        check_schema(container.engine(), settings.table)
+
+
+async def run(
+    container: Container,
+    mode: Mode = "worker",
+    on_progress: Callable[[Summary], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> Summary:
+    preflight(container)
+    settings = container.settings()
+    pipeline: Pipeline = container.pipeline()
+    observer = PrometheusObserver()
+    pipeline.observer = observer
+    if on_progress is not None:
+        pipeline.on_progress = on_progress
+    stop = stop or asyncio.Event()
+    liveness = Liveness(stale_after=max(30.0, 3 * settings.poll_interval))
+    _install_signals(stop)
+    helpers = [asyncio.create_task(_maintain(container, observer, liveness))]
+    if supports := notify.supports_notify(settings.database_url):
+        helpers.append(asyncio.create_task(notify.listen(settings.database_url, settings.table, pipeline.wake)))
+    runner = await _serve_metrics(settings.metrics_port, observer, lambda: pipeline.healthy and liveness.alive())
+    log.info(
+        "started mode=%s owner=%s batch=%d concurrency=%d notify=%s",
+        mode, container.dispatcher().settings.owner, settings.batch_size, settings.concurrency, supports,
+    )
+    try:
+        return await _dispatch(container, pipeline, mode, stop)
+    finally:
+        await _close(container, helpers, runner)
+
+
+async def _dispatch(container: Container, pipeline: Pipeline, mode: Mode, stop: asyncio.Event) -> Summary:
+    if mode == "worker":
+        return await pipeline.run(stop)
+    store = container.store()
+    poll = container.settings().poll_interval
+    while True:
+        summary = await pipeline.run(stop, until_idle=True)
+        if mode == "drain" or stop.is_set() or await asyncio.to_thread(store.unfinished) == 0:
+            return summary
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll)
+
+
+async def _maintain(container: Container, observer: PrometheusObserver, liveness: Liveness) -> None:
+    store, clock = container.store(), container.clock()
+    keep = timedelta(days=container.settings().history_days)
+    rounds = 0
+    while True:
+        liveness.tick()
+        with contextlib.suppress(Exception):
+            overview_age = await asyncio.to_thread(_oldest_age, store, clock.now())
+            observer.oldest_pending.set(overview_age)
+        if rounds % PRUNE_EVERY == 0:
+            await _prune(store, clock.now() - keep)
+        rounds += 1
+        await asyncio.sleep(MAINTENANCE_SECONDS)
+
+
+def _oldest_age(store: object, now: object) -> float:
+    overview = store.overview(now, dead_limit=0)  # type: ignore[attr-defined]
+    return float(overview.oldest_pending_age_seconds or 0.0)
+
+
+async def _prune(store: object, older_than: object) -> None:
+    try:
+        pruned = await asyncio.to_thread(store.prune_history, older_than)  # type: ignore[attr-defined]
+        if pruned:
+            log.info("pruned %d attempt history rows", pruned)
+    except Exception as error:
+        log.warning("pruning attempt history failed (%s)", type(error).__name__)
+
+
+async def _serve_metrics(
+    port: int, observer: PrometheusObserver, healthy: Callable[[], bool]
+) -> web.AppRunner | None:
+    if not port:
+        return None
+    runner = web.AppRunner(metrics_app(observer, healthy), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    log.info("metrics and health on :%d (/metrics, /healthz)", port)
+    return runner
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now; leases return unfinished rows", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s: no new claims; finishing in-flight messages", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def _close(container: Container, helpers: list[asyncio.Task[None]], runner: web.AppRunner | None) -> None:
+    for task in helpers:
+        task.cancel()
+    await asyncio.gather(*helpers, return_exceptions=True)
+    if runner is not None:
+        await runner.cleanup()
+    await _quietly(container.sender().aclose())
+    container.store().close()
+
+
+async def _quietly(awaitable: Awaitable[None]) -> None:
+    with contextlib.suppress(Exception):
+        await awaitable
