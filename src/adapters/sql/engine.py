@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
@@ -18,12 +19,20 @@ def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int 
         return _sqlite_engine(parsed)
     options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size}
     if backend == "postgresql":
-        options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
+        options["connect_args"] = {
+            "connect_timeout": max(1, round(connect_timeout)),
+            "application_name": application_name(),
+        }
     elif backend == "mssql":
         options["connect_args"] = {"timeout": max(1, round(connect_timeout))}
         options["fast_executemany"] = True
         options["isolation_level"] = "READ COMMITTED"
     return create_engine(parsed, **options)
+
+
+def application_name() -> str:
+    """How the worker's sessions show in pg_stat_activity: operators can find (or end) them."""
+    return f"outbox-dispatcher/{os.getpid()}"
 
 
 def fix_freetds_url(url: URL) -> URL:
@@ -33,7 +42,8 @@ def fix_freetds_url(url: URL) -> URL:
         return url
     if url.port is None:
         return url
-    return url.set(port=None).update_query_dict({"port": str(url.port)})
+    # `URL.set(port=None)` means "leave the port"; `_replace` really drops it.
+    return url._replace(port=None).update_query_dict({"port": str(url.port)})
 
 
 def _sqlite_engine(url: URL) -> Engine:
