@@ -92,6 +92,7 @@ def test_stopping_releases_queued_rows_so_they_are_claimable_at_once() -> None:
         task = asyncio.create_task(pipeline.run(stop))
         await asyncio.sleep(0.2)
         stop.set()
+        await asyncio.sleep(0.05)  # the claimer sees the stop while sends are still out
         gate.set()
         await task
 
