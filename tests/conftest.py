@@ -26,7 +26,9 @@ def pg_server() -> str:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as error:
-        pytest.fail(f"PostgreSQL at {url} is unreachable ({error}); start it or set OUTBOX_TEST_PG_URL")
+        pytest.fail(
+            f"PostgreSQL at {url} is unreachable ({error}); start it or set OUTBOX_TEST_PG_URL"
+        )
     finally:
         engine.dispose()
     return url

@@ -60,7 +60,9 @@ class InMemoryOutboxStore:
             self._rows.update((m.id, m) for m in claimed)
             return claimed
 
-    def ack(self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]) -> AckResult:
+    def ack(
+        self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]
+    ) -> AckResult:
         with self._lock:
             refused = tuple(m.id for m in messages if not self._held_by(m.id, token))
             written = [m for m in messages if m.id not in refused]
@@ -113,7 +115,9 @@ class InMemoryOutboxStore:
                 leases[m.lease_owner] = leases.get(m.lease_owner, 0) + 1
         dead = tuple(m for m in reversed(rows) if m.state is State.DEAD)[:dead_limit]
         oldest = (now - min(due_since)).total_seconds() if due_since else None
-        return Overview(counts=counts, oldest_pending_age_seconds=oldest, leases=leases, recent_dead=dead)
+        return Overview(
+            counts=counts, oldest_pending_age_seconds=oldest, leases=leases, recent_dead=dead
+        )
 
     def unfinished(self) -> int:
         return sum(m.state in (State.PENDING, State.IN_FLIGHT) for m in self._rows.values())
@@ -123,7 +127,11 @@ class InMemoryOutboxStore:
 
     def requeue_dead(self, ids: Sequence[int] | None) -> int:
         with self._lock:
-            chosen = self._rows.values() if ids is None else [self._rows[i] for i in ids if i in self._rows]
+            chosen = (
+                self._rows.values()
+                if ids is None
+                else [self._rows[i] for i in ids if i in self._rows]
+            )
             requeued = [m.requeue() for m in chosen if m.state is State.DEAD]
             self._rows.update((m.id, m) for m in requeued)
             return len(requeued)
@@ -145,7 +153,11 @@ class InMemoryOutboxStore:
 
     def _held_by(self, message_id: int, token: str) -> bool:
         current = self._rows.get(message_id)
-        return current is not None and current.state is State.IN_FLIGHT and current.lease_token == token
+        return (
+            current is not None
+            and current.state is State.IN_FLIGHT
+            and current.lease_token == token
+        )
 
     def _first_unfinished_of_user(self, message: Message) -> bool:
         unfinished = (State.PENDING, State.IN_FLIGHT)

@@ -1,4 +1,4 @@
-"""Finds the message types at start-up: every module of the given packages exposing `MESSAGE_TYPE`."""
+"""Finds the message types at start-up: each module of the given packages with `MESSAGE_TYPE`."""
 
 from __future__ import annotations
 

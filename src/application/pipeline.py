@@ -66,7 +66,10 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> Summary:
         """Dispatch until `stop` is set (or, with `until_idle`, until nothing is due)."""
-        senders = [asyncio.create_task(self._send_loop()) for _ in range(self.dispatcher.settings.concurrency)]
+        senders = [
+            asyncio.create_task(self._send_loop())
+            for _ in range(self.dispatcher.settings.concurrency)
+        ]
         closing = asyncio.Event()
         acker = asyncio.create_task(self._ack_loop(closing))
         heartbeat = asyncio.create_task(self._heartbeat_loop())
@@ -109,7 +112,9 @@ class Pipeline:
             if until_idle and claimed == 0 and self.held() == 0:
                 return
             wait = self._room if claimed == 0 and self.held() else self._wake
-            await self._wait_any(stop, wait, self._wake, timeout=idle * (0.5 + self._rng.random() / 2))
+            await self._wait_any(
+                stop, wait, self._wake, timeout=idle * (0.5 + self._rng.random() / 2)
+            )
             idle = min(idle * 2, self.settings.poll_interval)
 
     async def _claim(self, limit: int) -> int:
@@ -174,7 +179,9 @@ class Pipeline:
                 failures = 0
             else:
                 failures += 1
-                await asyncio.sleep(min(self.settings.failure_backoff_max, 0.1 * 2 ** min(failures, 10)))
+                await asyncio.sleep(
+                    min(self.settings.failure_backoff_max, 0.1 * 2 ** min(failures, 10))
+                )
             if closing.is_set() and (not self._staged or failures >= 5):
                 return
 

@@ -66,7 +66,9 @@ class OutboxStore(Protocol):
         """
         ...
 
-    def ack(self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]) -> AckResult:
+    def ack(
+        self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]
+    ) -> AckResult:
         """Write the new state of messages claimed under `token`, and their attempts, atomically.
 
         Fenced: a row no longer held by `token` (its lease expired and another claim took it,

@@ -26,7 +26,9 @@ def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int)
         raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
-def _aware(instance: object, attribute: attrs.Attribute[datetime | None], value: datetime | None) -> None:
+def _aware(
+    instance: object, attribute: attrs.Attribute[datetime | None], value: datetime | None
+) -> None:
     if value is not None and value.tzinfo is None:
         raise ValueError(f"{attribute.name} must be timezone-aware")
 

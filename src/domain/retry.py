@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import math
-
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{attribute.name} must be a finite number > 0, got {value}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -73,8 +73,14 @@ def worker() -> None:
 
 
 @main.command()
-@click.option("--settle", is_flag=True, help="Also wait out scheduled retries until every row is sent or dead.")
-@click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal).")
+@click.option(
+    "--settle",
+    is_flag=True,
+    help="Also wait out scheduled retries until every row is sent or dead.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
+)
 @_fail_cleanly
 def drain(settle: bool, progress: bool | None) -> None:
     """Dispatch until nothing is due, then print a summary and exit."""
@@ -142,20 +148,22 @@ def retry(ids: tuple[int, ...], all_dead: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--secret", envvar="OUTBOX_SIGNING_SECRET", default=None, help="whsec_… to verify signatures.")
+@click.option(
+    "--secret", envvar="OUTBOX_SIGNING_SECRET", default=None, help="whsec_… to verify signatures."
+)
 @click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 def receiver(host: str, port: int, secret: str | None, fail_rate: float) -> None:
     """A local endpoint that verifies signatures, dedupes by idempotency key and reports."""
     from entrypoints.receiver import run_receiver
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_receiver(host, port, secret, fail_rate))
-    except KeyboardInterrupt:
-        pass
 
 
 @main.command()
-@click.option("--database", default="outbox-demo.db", show_default=True, help="SQLite file for the demo.")
+@click.option(
+    "--database", default="outbox-demo.db", show_default=True, help="SQLite file for the demo."
+)
 @_fail_cleanly
 def demo(database: str) -> None:
     """The embedded default end to end: SQLite, the local receiver, sample rows, a worker."""
@@ -173,7 +181,3 @@ def _safe_url(url: str) -> str:
     from sqlalchemy import make_url
 
     return make_url(url).render_as_string(hide_password=True)
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, indent=2, default=str)

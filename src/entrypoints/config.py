@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -23,7 +23,9 @@ class ConfigError(Exception):
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    database_url: str = attrs.field(default="sqlite:///outbox.db", repr=lambda url: repr(masked_url(url)))
+    database_url: str = attrs.field(
+        default="sqlite:///outbox.db", repr=lambda url: repr(masked_url(url))
+    )
     table: str = "Messages"
     target_url: str | None = None
     target_urls: Mapping[str, str] = attrs.field(factory=dict)
@@ -47,7 +49,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         reader = _Reader(env)
-        settings = cls(**{name: parse(reader, name) for name, parse in _PARSERS.items() if reader.has(name)})
+        settings = cls(
+            **{name: parse(reader, name) for name, parse in _PARSERS.items() if reader.has(name)}
+        )
         _check_consistency(settings)
         return settings
 
@@ -143,7 +147,7 @@ def _packages(reader: _Reader, name: str) -> tuple[str, ...]:
     return parts
 
 
-_PARSERS: dict[str, Callable[[_Reader, str], object]] = {
+_PARSERS: dict[str, Callable[[_Reader, str], Any]] = {
     "database_url": lambda r, n: r.text(n),
     "table": _table,
     "target_url": _url,

@@ -94,14 +94,22 @@ def _print_rows(console: Console, container: Container) -> None:
     for message_id in range(1, len(SAMPLES) + 1):
         row = store.get(message_id)
         if row is not None:
-            table.add_row(str(row.id), str(row.user_id), row.message_type, str(int(row.state)), row.status or "")
+            table.add_row(
+                str(row.id),
+                str(row.user_id),
+                row.message_type,
+                str(int(row.state)),
+                row.status or "",
+            )
     console.print(table)
 
 
 async def _receiver_stats(port: int) -> dict[str, object]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/stats") as response:
-            return dict(await response.json())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/stats") as response,
+    ):
+        return dict(await response.json())
 
 
 def _tally(stats: dict[str, object]) -> str:

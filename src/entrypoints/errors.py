@@ -19,6 +19,10 @@ def describe_startup_error(error: Exception) -> str | None:
     if isinstance(error, (ArgumentError, NoSuchModuleError)):
         return f"OUTBOX_DATABASE_URL is not a usable SQLAlchemy URL: {error}"
     if isinstance(error, DBAPIError):
-        first = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
+        first = (
+            str(error.orig).strip().splitlines()[0]
+            if str(error.orig).strip()
+            else type(error.orig).__name__
+        )
         return f"database error: {first}"
     return None

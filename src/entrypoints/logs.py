@@ -45,7 +45,9 @@ def configure(log_format: str, secrets: Iterable[str], level: int = logging.INFO
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=\"%(message)s\"")
+            logging.Formatter(
+                'ts=%(asctime)s level=%(levelname)s logger=%(name)s msg="%(message)s"'
+            )
         )
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()

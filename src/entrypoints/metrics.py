@@ -24,14 +24,20 @@ class PrometheusObserver:
             "outbox_messages", "Outcomes written, by outcome", ["outcome"], registry=self.registry
         )
         self.latency = Histogram(
-            "outbox_send_latency_seconds", "HTTP attempt latency", registry=self.registry,
+            "outbox_send_latency_seconds",
+            "HTTP attempt latency",
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.batch_size = Histogram(
-            "outbox_claim_batch_size", "Rows per claim", registry=self.registry,
+            "outbox_claim_batch_size",
+            "Rows per claim",
+            registry=self.registry,
             buckets=(0, 1, 10, 50, 100, 200, 500, 1000),
         )
-        self.in_flight_gauge = Gauge("outbox_in_flight", "Claimed, not yet acked", registry=self.registry)
+        self.in_flight_gauge = Gauge(
+            "outbox_in_flight", "Claimed, not yet acked", registry=self.registry
+        )
         self.oldest_pending = Gauge(
             "outbox_oldest_pending_age_seconds", "Age of the oldest due row", registry=self.registry
         )

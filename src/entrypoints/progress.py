@@ -9,17 +9,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from application.service import Summary
 from entrypoints.container import Container
-from entrypoints.worker import run
+from entrypoints.worker import Mode, run
 
 
 def drain_with_progress(container: Container, *, settle: bool, show: bool) -> Summary:
-    mode = "settle" if settle else "drain"
+    mode: Mode = "settle" if settle else "drain"
     if not show:
         return asyncio.run(run(container, mode))
     total = container.store().due(container.clock().now())
     columns = (
-        TextColumn("draining"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>8.0f} msg/s"), TimeElapsedColumn(),
+        TextColumn("draining"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>8.0f} msg/s"),
+        TimeElapsedColumn(),
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task("drain", total=max(total, 1), rate=0.0)

@@ -55,11 +55,19 @@ async def run(
     _install_signals(stop)
     helpers = [asyncio.create_task(_maintain(container, observer, liveness))]
     if supports := notify.supports_notify(settings.database_url):
-        helpers.append(asyncio.create_task(notify.listen(settings.database_url, settings.table, pipeline.wake)))
-    runner = await _serve_metrics(settings.metrics_port, observer, lambda: pipeline.healthy and liveness.alive())
+        helpers.append(
+            asyncio.create_task(notify.listen(settings.database_url, settings.table, pipeline.wake))
+        )
+    runner = await _serve_metrics(
+        settings.metrics_port, observer, lambda: pipeline.healthy and liveness.alive()
+    )
     log.info(
         "started mode=%s owner=%s batch=%d concurrency=%d notify=%s",
-        mode, container.dispatcher().settings.owner, settings.batch_size, settings.concurrency, supports,
+        mode,
+        container.dispatcher().settings.owner,
+        settings.batch_size,
+        settings.concurrency,
+        supports,
     )
     try:
         return await _dispatch(container, pipeline, mode, stop)
@@ -67,7 +75,9 @@ async def run(
         await _close(container, helpers, runner)
 
 
-async def _dispatch(container: Container, pipeline: Pipeline, mode: Mode, stop: asyncio.Event) -> Summary:
+async def _dispatch(
+    container: Container, pipeline: Pipeline, mode: Mode, stop: asyncio.Event
+) -> Summary:
     if mode == "worker":
         return await pipeline.run(stop)
     store = container.store()
@@ -126,7 +136,9 @@ def _install_signals(stop: asyncio.Event) -> None:
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
-            log.warning("second %s: exiting now; leases return unfinished rows", signal.Signals(signum).name)
+            log.warning(
+                "second %s: exiting now; leases return unfinished rows", signal.Signals(signum).name
+            )
             os._exit(128 + signum)
         log.info("%s: no new claims; finishing in-flight messages", signal.Signals(signum).name)
         stop.set()
@@ -136,7 +148,9 @@ def _install_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(signum, on_signal, signum)
 
 
-async def _close(container: Container, helpers: list[asyncio.Task[None]], runner: web.AppRunner | None) -> None:
+async def _close(
+    container: Container, helpers: list[asyncio.Task[None]], runner: web.AppRunner | None
+) -> None:
     for task in helpers:
         task.cancel()
     await asyncio.gather(*helpers, return_exceptions=True)

@@ -31,16 +31,27 @@ class OutboxStoreContract:
     # --- helpers -----------------------------------------------------------
 
     def enqueue(self, store: Any, count: int, user_id: int = 1, body: str = "hi") -> list[int]:
-        return list(store.enqueue([NewMessage(user_id=user_id, body=f"{body} {i}") for i in range(count)]))
+        return list(
+            store.enqueue([NewMessage(user_id=user_id, body=f"{body} {i}") for i in range(count)])
+        )
 
-    def claim(self, store: Any, token: str, limit: int = 10, at: datetime = T0, **kw: Any) -> list[Message]:
-        return list(store.claim(owner=f"w-{token}", token=token, limit=limit, now=at, lease_until=at + LEASE, **kw))
+    def claim(
+        self, store: Any, token: str, limit: int = 10, at: datetime = T0, **kw: Any
+    ) -> list[Message]:
+        return list(
+            store.claim(
+                owner=f"w-{token}", token=token, limit=limit, now=at, lease_until=at + LEASE, **kw
+            )
+        )
 
     def attempt(self, message: Message, result: DeliveryResult = OK, at: datetime = T0) -> Attempt:
         assert message.idempotency_key is not None
         return Attempt(
-            message_id=message.id, attempt=message.attempts, idempotency_key=message.idempotency_key,
-            started_at=at, result=result,
+            message_id=message.id,
+            attempt=message.attempts,
+            idempotency_key=message.idempotency_key,
+            started_at=at,
+            result=result,
         )
 
     def send_ok(self, store: Any, token: str, messages: list[Message], at: datetime = T0) -> Any:
@@ -77,7 +88,9 @@ class OutboxStoreContract:
         assert {m.id for m in first}.isdisjoint(m.id for m in second)
         assert len(second) == 2
 
-    def test_an_expired_lease_makes_a_row_claimable_again_as_the_same_request(self, store: Any) -> None:
+    def test_an_expired_lease_makes_a_row_claimable_again_as_the_same_request(
+        self, store: Any
+    ) -> None:
         self.enqueue(store, 1)
         [first] = self.claim(store, "a")
 
@@ -120,7 +133,10 @@ class OutboxStoreContract:
         assert row.state is State.SENT and row.status.startswith("sent: HTTP 200")
         assert row.lease_token is None and row.sent_at == T0
         [attempt] = store.history_of(message_id)
-        assert attempt.result.status_code == 200 and attempt.idempotency_key == claimed[0].idempotency_key
+        assert (
+            attempt.result.status_code == 200
+            and attempt.idempotency_key == claimed[0].idempotency_key
+        )
 
     def test_a_lost_lease_cannot_overwrite_the_new_claim(self, store: Any) -> None:
         [message_id] = self.enqueue(store, 1)
@@ -221,7 +237,9 @@ class OutboxStoreContract:
         assert self.claim(store, "y", per_user=True, at=T0 + timedelta(seconds=1)) == []
         assert [m.id for m in self.claim(store, "z", per_user=True, at=T0 + LEASE)] == [a[0]]
 
-    def test_per_user_a_row_waiting_for_retry_holds_back_its_users_later_rows(self, store: Any) -> None:
+    def test_per_user_a_row_waiting_for_retry_holds_back_its_users_later_rows(
+        self, store: Any
+    ) -> None:
         a = self.enqueue(store, 2, user_id=1)
         b = self.enqueue(store, 1, user_id=2)
         first = self.claim(store, "x", per_user=True)

@@ -46,7 +46,9 @@ def receiver() -> Iterator[tuple[str, object]]:
 
 
 def enqueue(store: SqlOutboxStore, count: int, users: int = 1, body: str = "hello") -> list[int]:
-    return store.enqueue([NewMessage(user_id=1 + i % users, body=f"{body} {i}") for i in range(count)])
+    return store.enqueue(
+        [NewMessage(user_id=1 + i % users, body=f"{body} {i}") for i in range(count)]
+    )
 
 
 def test_rows_enqueued_while_the_worker_runs_are_all_delivered_and_sigterm_exits_cleanly(
@@ -79,7 +81,9 @@ def test_per_user_ordering_delivers_each_users_messages_in_id_order_despite_fail
     app = build_app(secret=SECRET, fail_rate=0.3)
 
     with serving(app) as base_url:
-        env = worker_env(database_url, f"{base_url}/hooks", OUTBOX_ORDERING="per-user", OUTBOX_MAX_ATTEMPTS="50")
+        env = worker_env(
+            database_url, f"{base_url}/hooks", OUTBOX_ORDERING="per-user", OUTBOX_MAX_ATTEMPTS="50"
+        )
         with running_worker(env, tmp_path / "worker.log") as worker:
             wait_until(lambda: states(store)[0] == 120, 90, "all rows sent")
             assert worker.stop() == 0
@@ -95,7 +99,7 @@ def test_an_idle_worker_wakes_on_notify_faster_than_its_poll_interval(
     pg_url: str, receiver: tuple[str, object], tmp_path: Path
 ) -> None:
     store = migrated_store(pg_url)
-    base_url, state = receiver
+    base_url, _ = receiver
     env = worker_env(pg_url, f"{base_url}/hooks", OUTBOX_POLL_INTERVAL="30")
 
     with running_worker(env, tmp_path / "worker.log") as worker:
@@ -176,8 +180,12 @@ def test_healthz_and_metrics_answer_and_count_what_the_receiver_saw(
     assert 'outbox_messages_total{outcome="sent"} 50.0' in metrics
     assert 'outbox_messages_total{outcome="invalid"} 1.0' in metrics
     assert "outbox_messages_claimed_total 51.0" in metrics
-    for name in ("outbox_send_latency_seconds_bucket", "outbox_claim_batch_size_bucket",
-                 "outbox_oldest_pending_age_seconds", "outbox_in_flight"):
+    for name in (
+        "outbox_send_latency_seconds_bucket",
+        "outbox_claim_batch_size_bucket",
+        "outbox_oldest_pending_age_seconds",
+        "outbox_in_flight",
+    ):
         assert name in metrics
     assert state.received == 50  # type: ignore[attr-defined]
     assert SECRET not in metrics
@@ -194,7 +202,10 @@ def _reachable(port: int) -> bool:
 def _terminate_backends_of(store: SqlOutboxStore, worker_pid: int) -> None:
     with store.engine.connect() as conn:
         ended = conn.execute(
-            text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :name"),
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = :name"
+            ),
             {"name": f"outbox-dispatcher/{worker_pid}"},
         ).scalar_one()
     assert ended >= 1

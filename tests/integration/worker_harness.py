@@ -44,8 +44,10 @@ class WorkerProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints", command], env=env,
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "entrypoints", command],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     @property

@@ -37,9 +37,14 @@ class WeakSender:
 
 def pipeline_over(store: InMemoryOutboxStore, sender: WeakSender, batch: int = 50) -> Pipeline:
     dispatcher = Dispatcher(
-        store=store, sender=sender, clock=SystemClock(), types=discover(),
-        targets=Targets(default="https://example.test/hooks"), policy=RetryPolicy(),
-        rng=random.Random(7), settings=DispatchSettings(owner="t", batch_size=batch, concurrency=8),
+        store=store,
+        sender=sender,
+        clock=SystemClock(),
+        types=discover(),
+        targets=Targets(default="https://example.test/hooks"),
+        policy=RetryPolicy(),
+        rng=random.Random(7),
+        settings=DispatchSettings(owner="t", batch_size=batch, concurrency=8),
     )
     return Pipeline(dispatcher, PipelineSettings(poll_interval=0.01, flush_size=100))
 

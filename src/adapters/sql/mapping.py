@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from application.ports import Attempt
+from domain.delivery import DeliveryResult
 from domain.model import Message, State
 
 
@@ -17,7 +19,7 @@ def from_db(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.replace(tzinfo=UTC)
 
 
-def to_message(row: Mapping[str, Any]) -> Message:
+def to_message(row: Mapping[Any, Any]) -> Message:
     return Message(
         id=int(row["ID"]),
         user_id=row["UserID"],
@@ -35,8 +37,14 @@ def to_message(row: Mapping[str, Any]) -> Message:
     )
 
 
+LIFECYCLE_COLUMNS = (
+    "ToSend", "Status", "Attempts", "NextAttemptAt", "LeaseOwner",
+    "LeaseUntil", "LeaseToken", "IdempotencyKey", "SentAt",
+)  # fmt: skip
+
+
 def lifecycle_values(message: Message) -> dict[str, Any]:
-    """The dispatcher's columns as an ack writes them."""
+    """The dispatcher's columns as an ack writes them (keys: LIFECYCLE_COLUMNS)."""
     return {
         "ToSend": int(message.state),
         "Status": message.status,
@@ -48,3 +56,34 @@ def lifecycle_values(message: Message) -> dict[str, Any]:
         "IdempotencyKey": message.idempotency_key,
         "SentAt": to_db(message.sent_at),
     }
+
+
+def history_row(attempt: Attempt) -> dict[str, Any]:
+    result = attempt.result
+    return {
+        "MessageID": attempt.message_id,
+        "Attempt": attempt.attempt,
+        "IdempotencyKey": attempt.idempotency_key,
+        "StartedAt": to_db(attempt.started_at),
+        "DurationMs": round(result.latency_ms),
+        "HttpStatus": result.status_code,
+        "Error": result.error[:200] if result.error else None,
+        "Excerpt": result.excerpt[:400] or None,
+    }
+
+
+def to_attempt(row: Mapping[Any, Any]) -> Attempt:
+    status_code = row["HttpStatus"]
+    result = DeliveryResult(
+        status_code=status_code,
+        error=row["Error"] or "unknown" if status_code is None else None,
+        latency_ms=float(row["DurationMs"]),
+        excerpt=row["Excerpt"] or "",
+    )
+    return Attempt(
+        message_id=int(row["MessageID"]),
+        attempt=int(row["Attempt"]),
+        idempotency_key=row["IdempotencyKey"],
+        started_at=row["StartedAt"].replace(tzinfo=UTC),
+        result=result,
+    )

@@ -22,7 +22,9 @@ def due_condition(table: Table, now: datetime) -> ColumnElement[bool]:
 
 def read_overview(conn: Connection, table: Table, now: datetime, dead_limit: int) -> Overview:
     t = table.c
-    counts = {int(s): int(n) for s, n in conn.execute(select(t.ToSend, func.count()).group_by(t.ToSend))}
+    counts = {
+        int(s): int(n) for s, n in conn.execute(select(t.ToSend, func.count()).group_by(t.ToSend))
+    }
     since = func.coalesce(t.NextAttemptAt, t.CreatedAt)
     oldest = conn.execute(select(func.min(since)).where(due_condition(table, now))).scalar()
     leases = {

@@ -20,7 +20,9 @@ from adapters.sql.schema import outbox_table
 from application.ports import NewMessage
 
 
-def enqueue(connection: Connection, messages: Sequence[NewMessage], *, table: str = "Messages") -> list[int]:
+def enqueue(
+    connection: Connection, messages: Sequence[NewMessage], *, table: str = "Messages"
+) -> list[int]:
     """Insert rows with `ToSend = 1` on the caller's connection, inside the caller's transaction.
 
     Returns the new ids. Does not commit: the caller's transaction decides.
@@ -30,7 +32,13 @@ def enqueue(connection: Connection, messages: Sequence[NewMessage], *, table: st
     target = outbox_table(table)
     now = to_db(datetime.now(UTC))
     rows = [
-        {"UserID": m.user_id, "Message": m.body, "MessageType": m.message_type, "ToSend": 1, "CreatedAt": now}
+        {
+            "UserID": m.user_id,
+            "Message": m.body,
+            "MessageType": m.message_type,
+            "ToSend": 1,
+            "CreatedAt": now,
+        }
         for m in messages
     ]
     statement = insert(target).returning(target.c.ID, sort_by_parameter_order=True)

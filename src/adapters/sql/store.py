@@ -6,18 +6,25 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, Update, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from adapters.sql import claims
-from adapters.sql.mapping import lifecycle_values, to_db, to_message
+from adapters.sql.mapping import (
+    LIFECYCLE_COLUMNS,
+    history_row,
+    lifecycle_values,
+    to_attempt,
+    to_db,
+    to_message,
+)
+from adapters.sql.overview import due_condition, read_overview
 from adapters.sql.producer import enqueue as insert_messages
 from adapters.sql.schema import history_table, outbox_table
 from application.ports import AckResult, Attempt, NewMessage, Overview
-from domain.delivery import DeliveryResult
 from domain.idempotency import key_prefix
 from domain.model import Message, State
 
@@ -64,7 +71,9 @@ class SqlOutboxStore:
 
         return self._transaction(run)
 
-    def ack(self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]) -> AckResult:
+    def ack(
+        self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]
+    ) -> AckResult:
         if not messages:
             return AckResult(written=0)
 
@@ -73,7 +82,7 @@ class SqlOutboxStore:
             mine = [m for m in messages if m.id in held]
             if mine:
                 conn.execute(self._ack, [self._ack_params(token, m) for m in mine])
-            history = [self._history_row(a) for a in attempts if a.message_id in held]
+            history = [history_row(a) for a in attempts if a.message_id in held]
             if history:
                 conn.execute(self.history.insert(), history)
             refused = tuple(m.id for m in messages if m.id not in held)
@@ -107,22 +116,26 @@ class SqlOutboxStore:
     # --- admin -------------------------------------------------------------
 
     def enqueue(self, messages: Sequence[NewMessage]) -> list[int]:
-        return self._transaction(lambda conn: insert_messages(conn, messages, table=self.table.name))
+        return self._transaction(
+            lambda conn: insert_messages(conn, messages, table=self.table.name)
+        )
 
     def get(self, message_id: int) -> Message | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(self.table).where(self.table.c.ID == message_id)).mappings().first()
+            row = (
+                conn.execute(select(self.table).where(self.table.c.ID == message_id))
+                .mappings()
+                .first()
+            )
         return None if row is None else to_message(row)
 
     def history_of(self, message_id: int) -> list[Attempt]:
         h = self.history.c
         query = select(self.history).where(h.MessageID == message_id).order_by(h.ID)
         with self.engine.connect() as conn:
-            return [_to_attempt(row) for row in conn.execute(query).mappings()]
+            return [to_attempt(row) for row in conn.execute(query).mappings()]
 
     def overview(self, now: datetime, dead_limit: int = 10) -> Overview:
-        from adapters.sql.overview import read_overview
-
         with self.engine.connect() as conn:
             return read_overview(conn, self.table, now, dead_limit)
 
@@ -133,8 +146,6 @@ class SqlOutboxStore:
             return int(conn.execute(query).scalar_one())
 
     def due(self, now: datetime) -> int:
-        from adapters.sql.overview import due_condition
-
         query = select(func.count()).select_from(self.table).where(due_condition(self.table, now))
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
@@ -169,9 +180,9 @@ class SqlOutboxStore:
         )
         return set(conn.execute(query).scalars())
 
-    def _ack_statement(self) -> object:
+    def _ack_statement(self) -> Update:
         t = self.table.c
-        values = {name: bindparam(f"v_{name}") for name in lifecycle_values_names()}
+        values: dict[str, Any] = {n: bindparam(f"v_{n}") for n in LIFECYCLE_COLUMNS}
         return (
             update(self.table)
             .where(t.ID == bindparam("b_id"), t.LeaseToken == bindparam("b_token"), t.ToSend == 2)
@@ -183,20 +194,6 @@ class SqlOutboxStore:
         params: dict[str, object] = {f"v_{k}": v for k, v in lifecycle_values(message).items()}
         params.update(b_id=message.id, b_token=token)
         return params
-
-    @staticmethod
-    def _history_row(attempt: Attempt) -> dict[str, object]:
-        result = attempt.result
-        return {
-            "MessageID": attempt.message_id,
-            "Attempt": attempt.attempt,
-            "IdempotencyKey": attempt.idempotency_key,
-            "StartedAt": to_db(attempt.started_at),
-            "DurationMs": round(result.latency_ms),
-            "HttpStatus": result.status_code,
-            "Error": (result.error or None) and result.error[:200],
-            "Excerpt": result.excerpt[:400] or None,
-        }
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         for attempt in range(1, _RETRIES + 1):
@@ -211,13 +208,6 @@ class SqlOutboxStore:
         raise AssertionError("unreachable")
 
 
-def lifecycle_values_names() -> list[str]:
-    return [
-        "ToSend", "Status", "Attempts", "NextAttemptAt", "LeaseOwner",
-        "LeaseUntil", "LeaseToken", "IdempotencyKey", "SentAt",
-    ]
-
-
 def _retryable(error: DBAPIError) -> bool:
     text = str(error.orig)
     return any(code in text for code in _RETRYABLE_CODES) or getattr(
@@ -227,24 +217,3 @@ def _retryable(error: DBAPIError) -> bool:
 
 def _short(error: DBAPIError) -> str:
     return str(error.orig).splitlines()[0][:200]
-
-
-def _to_attempt(row: object) -> Attempt:
-    from adapters.sql.mapping import from_db
-
-    r = row  # a RowMapping
-    result = DeliveryResult(
-        status_code=r["HttpStatus"],  # type: ignore[index]
-        error=r["Error"] if r["HttpStatus"] is None else None,  # type: ignore[index]
-        latency_ms=float(r["DurationMs"]),  # type: ignore[index]
-        excerpt=r["Excerpt"] or "",  # type: ignore[index]
-    )
-    started = from_db(r["StartedAt"])  # type: ignore[index]
-    assert started is not None
-    return Attempt(
-        message_id=r["MessageID"],  # type: ignore[index]
-        attempt=r["Attempt"],  # type: ignore[index]
-        idempotency_key=r["IdempotencyKey"],  # type: ignore[index]
-        started_at=started,
-        result=result,
-    )
