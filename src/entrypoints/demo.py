@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.sql.migrate import migrate
-from application.ports import NewMessage
+from application.ports import Attempt, NewMessage
+from application.service import Summary
 from entrypoints import logs
 from entrypoints.container import Container, build
 from entrypoints.receiver import build_app
@@ -58,7 +59,7 @@ async def _demo(console: Console, path: Path, secret: str) -> None:
         summary = await run(container, "settle")
         _print_rows(console, container)
         stats = await _receiver_stats(port)
-        console.print(f"[bold]dispatcher[/]: {summary}")
+        console.print(f"[bold]dispatcher[/]: {_summary_words(summary)}")
         console.print(f"[bold]receiver[/]: {_tally(stats)}")
     finally:
         await runner.cleanup()
@@ -88,20 +89,21 @@ async def _prepare(console: Console, container: Container) -> None:
 
 def _print_rows(console: Console, container: Container) -> None:
     table = Table(title="rows after the dispatcher settled")
-    for heading in ("ID", "UserID", "Type", "ToSend", "Status"):
+    for heading in ("ID", "UserID", "Type", "ToSend", "HTTP attempts", "Status"):
         table.add_column(heading)
     store = container.store()
     for message_id in range(1, len(SAMPLES) + 1):
         row = store.get(message_id)
         if row is not None:
-            table.add_row(
-                str(row.id),
-                str(row.user_id),
-                row.message_type,
-                str(int(row.state)),
-                row.status or "",
-            )
+            attempts = " → ".join(_attempt_word(a) for a in store.history_of(message_id))
+            cells = (row.message_type, str(int(row.state)), attempts or "none", row.status or "")
+            table.add_row(str(row.id), str(row.user_id), *cells)
     console.print(table)
+
+
+def _attempt_word(attempt: Attempt) -> str:
+    result = attempt.result
+    return str(result.status_code) if result.status_code is not None else str(result.error)
 
 
 async def _receiver_stats(port: int) -> dict[str, object]:
@@ -115,3 +117,8 @@ async def _receiver_stats(port: int) -> dict[str, object]:
 def _tally(stats: dict[str, object]) -> str:
     keys = ("received", "duplicates", "rejected", "bad_signatures")
     return ", ".join(f"{k}={stats.get(k)}" for k in keys if k in stats)
+
+
+def _summary_words(summary: Summary) -> str:
+    fields = ("claimed", "sent", "retried", "dead", "invalid")
+    return ", ".join(f"{name}={getattr(summary, name)}" for name in fields)
