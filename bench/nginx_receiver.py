@@ -1,4 +1,4 @@
-"""A throwaway nginx on 127.0.0.1 that answers 204 to any POST: a receiver faster than the sender."""
+"""A throwaway nginx on 127.0.0.1 answering 204 to any POST: a receiver faster than any sender."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from pathlib import Path
 
 NGINX = "/usr/sbin/nginx"
 
+# arrival time (ms resolution), path and key of each POST: what bench.receiver_log parses
+_KEY_LOG = (
+    "log_format keys '$msec $uri $http_idempotency_key';\n"
+    "    access_log {path} keys buffer=256k flush=100ms;"
+)
+
 _CONFIG = """\
 daemon off;
 master_process off;
@@ -21,7 +27,7 @@ pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    {access_log}
     client_body_temp_path {root}/body;
     proxy_temp_path {root}/proxy;
     fastcgi_temp_path {root}/fastcgi;
@@ -45,14 +51,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def nginx_receiver(nginx: str = NGINX) -> Iterator[str]:
-    """Run nginx in the foreground for the block; yields its base URL (http://127.0.0.1:PORT)."""
+def nginx_receiver(nginx: str = NGINX, key_log: Path | None = None) -> Iterator[str]:
+    """Run nginx in the foreground for the block; yields its base URL (http://127.0.0.1:PORT).
+
+    With `key_log`, every request appends `<epoch seconds.ms> <path> <Idempotency-Key>` there.
+    """
     if shutil.which(nginx) is None:
         raise RuntimeError(f"nginx not found at {nginx}")
     with tempfile.TemporaryDirectory(prefix="outbox-nginx-") as root:
         port = free_port()
         config = Path(root, "nginx.conf")
-        config.write_text(_CONFIG.format(root=root, port=port))
+        access_log = _KEY_LOG.format(path=key_log) if key_log else "access_log off;"
+        config.write_text(_CONFIG.format(root=root, port=port, access_log=access_log))
         process = subprocess.Popen(
             [nginx, "-p", root, "-e", f"{root}/error.log", "-c", str(config)],
             stdout=subprocess.DEVNULL,
@@ -65,7 +75,7 @@ def nginx_receiver(nginx: str = NGINX) -> Iterator[str]:
             _stop(process)
 
 
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: float = 5.0) -> None:
+def _wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: float = 5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

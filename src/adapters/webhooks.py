@@ -29,9 +29,10 @@ class WebhookVerificationError(Exception):
 
 def secret_key(secret: str) -> bytes:
     """The HMAC key inside a `whsec_` secret; the error never repeats the secret."""
-    encoded = secret.removeprefix(SECRET_PREFIX)
+    encoded = secret.strip().removeprefix(SECRET_PREFIX)
+    padded = encoded + "=" * (-len(encoded) % 4)  # unpadded secrets are common; accept them
     try:
-        return base64.b64decode(encoded, validate=True)
+        return base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("signing secret is not whsec_<base64>") from None
 
