@@ -35,6 +35,17 @@ def _fail_cleanly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _whsec(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from adapters.webhooks import secret_key
+
+    try:
+        for each in (value or "").split():
+            secret_key(each)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_version(), prog_name="outbox")
 def main() -> None:
@@ -149,7 +160,11 @@ def retry(ids: tuple[int, ...], all_dead: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option(
-    "--secret", envvar="OUTBOX_SIGNING_SECRET", default=None, help="whsec_… to verify signatures."
+    "--secret",
+    envvar="OUTBOX_SIGNING_SECRET",
+    default=None,
+    callback=_whsec,
+    help="whsec_… to verify signatures (several, space-separated, while rotating).",
 )
 @click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 def receiver(host: str, port: int, secret: str | None, fail_rate: float) -> None:
