@@ -51,3 +51,9 @@ def pg_url(pg_server: str) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'outbox.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def sql_url(request: pytest.FixtureRequest) -> str:
+    """Each SQL database in turn: a SQLite file, then a fresh PostgreSQL schema."""
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Engine, MetaData, Table, inspect, update
 
 from adapters.sql.engine import make_engine
-from adapters.sql.migrate import migrate
+from adapters.sql.migrate import migrate, version_table
+from adapters.sql.schema import history_name
 from adapters.sql.store import SqlOutboxStore
 
 
@@ -21,3 +23,17 @@ def upstream_resend(store: Any, message_id: int) -> None:
     """What the upstream system does to have a row sent again: `ToSend = 1`, nothing else."""
     with store.engine.begin() as conn:
         conn.execute(update(store.table).where(store.table.c.ID == message_id).values(ToSend=1))
+
+
+def drop_outbox_tables(engine: Engine, table: str) -> None:
+    """Drop what `migrate` created for `table`: the table, its history and version tables."""
+    names = (table, history_name(table), version_table(table))
+    with engine.begin() as conn:
+        present = [name for name in names if inspect(conn).has_table(name)]
+        for name in present:
+            Table(name, MetaData()).drop(conn)
+
+
+def unique_table() -> str:
+    """An OUTBOX_TABLE-style name no other test uses."""
+    return f"Outbox_{uuid.uuid4().hex[:10]}"

@@ -36,10 +36,17 @@ def application_name() -> str:
 
 
 def fix_freetds_url(url: URL) -> URL:
-    """FreeTDS cannot parse `Server=host,port`: pass the port as its own `port=` keyword."""
+    """FreeTDS cannot parse `Server=host,port`: pass the port as its own `port=` keyword.
+
+    Also pin TDS 7.4 unless the URL names a version: under Debian's `tds version = auto`,
+    a server that accepts but never answers the login makes FreeTDS 1.3 fall back to TDS 5.0
+    and then hang for good, ignoring the login timeout.
+    """
     driver = url.query.get("driver", "")
     if url.get_backend_name() != "mssql" or "freetds" not in str(driver).lower():
         return url
+    if not any(key.lower() == "tds_version" for key in url.query):
+        url = url.update_query_dict({"TDS_Version": "7.4"})
     if url.port is None:
         return url
     # `URL.set(port=None)` means "leave the port"; `_replace` really drops it.

@@ -29,7 +29,9 @@ async def listen(database_url: str, table: str, on_due: Callable[[], None]) -> N
     delay = 0.5
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                libpq_url(database_url), autocommit=True
+            ) as conn:
                 await conn.execute(f'LISTEN "{channel(table)}"')
                 delay = 0.5
                 on_due()  # anything that became due while we were not listening
@@ -38,6 +40,8 @@ async def listen(database_url: str, table: str, on_due: Callable[[], None]) -> N
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            log.warning("LISTEN connection lost (%s); polling until it is back", type(error).__name__)
+            log.warning(
+                "LISTEN connection lost (%s); polling until it is back", type(error).__name__
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)

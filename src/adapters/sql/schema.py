@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -16,12 +18,14 @@ from sqlalchemy import (
     UnicodeText,
     text,
 )
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.dialects import mssql
 
 # SQLite only aliases the rowid (and so auto-increments) for a column typed exactly INTEGER.
 ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+# SQL Server's DATETIME rounds to 3.33 ms; DATETIME2 is exact and pairs with SYSUTCDATETIME().
+MOMENT = DateTime().with_variant(mssql.DATETIME2(), "mssql")  # type: ignore[no-untyped-call]
 SEED_COLUMNS = ("ID", "UserID", "Message", "ToSend", "Status")
-UNFINISHED = "\"ToSend\" IN (1, 2)"
+UNFINISHED = '"ToSend" IN (1, 2)'
 
 
 def seed_columns() -> list[Column[object]]:
@@ -39,13 +43,13 @@ def dispatcher_columns() -> list[Column[object]]:
     return [
         Column("MessageType", Unicode(100), nullable=False, server_default=text("'default'")),
         Column("Attempts", Integer, nullable=False, server_default=text("0")),
-        Column("NextAttemptAt", DateTime),
+        Column("NextAttemptAt", MOMENT),
         Column("LeaseOwner", Unicode(200)),
-        Column("LeaseUntil", DateTime),
+        Column("LeaseUntil", MOMENT),
         Column("LeaseToken", String(40)),
         Column("IdempotencyKey", String(80)),
-        Column("SentAt", DateTime),
-        Column("CreatedAt", DateTime),
+        Column("SentAt", MOMENT),
+        Column("CreatedAt", MOMENT),
     ]
 
 
@@ -55,7 +59,7 @@ def history_columns() -> list[Column[object]]:
         Column("MessageID", BigInteger, nullable=False, index=True),
         Column("Attempt", Integer, nullable=False),
         Column("IdempotencyKey", String(80), nullable=False),
-        Column("StartedAt", DateTime, nullable=False, index=True),
+        Column("StartedAt", MOMENT, nullable=False, index=True),
         Column("DurationMs", Integer, nullable=False),
         Column("HttpStatus", SmallInteger),
         Column("Error", Unicode(200)),
@@ -71,7 +75,7 @@ def index_names(table: str) -> dict[str, str]:
     return {"due": f"IX_{table}_Due", "user": f"IX_{table}_UserDue", "lease": f"IX_{table}_Lease"}
 
 
-def partial(dialect: str, condition: str) -> dict[str, TextClause]:
+def partial(dialect: str, condition: str) -> dict[str, Any]:
     """Index filter keyword for each dialect (SQL Server calls them filtered indexes)."""
     return {f"{dialect}_where": text(condition)}
 
@@ -83,7 +87,7 @@ def indexes(table: Table, dialect: str) -> list[Index]:
     return [
         Index(names["due"], c.ID, **partial(dialect, UNFINISHED)),
         Index(names["user"], c.UserID, c.ID, **partial(dialect, UNFINISHED)),
-        Index(names["lease"], c.LeaseToken, **partial(dialect, "\"ToSend\" = 2")),
+        Index(names["lease"], c.LeaseToken, **partial(dialect, '"ToSend" = 2')),
     ]
 
 

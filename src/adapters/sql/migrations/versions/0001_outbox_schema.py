@@ -6,6 +6,7 @@ Only adds nullable or defaulted columns and indexes; never changes an existing v
 from alembic import context, op
 from sqlalchemy import inspect, text
 
+from adapters.sql.migrate import SchemaError
 from adapters.sql.schema import (
     SEED_COLUMNS,
     dispatcher_columns,
@@ -43,7 +44,7 @@ def _adopt(table: str, dialect: str) -> None:
     present = {c["name"] for c in inspect(op.get_bind()).get_columns(table)}
     missing = [name for name in SEED_COLUMNS if name not in present]
     if missing:
-        raise RuntimeError(f"table {table!r} exists but lacks the seed's columns {missing}")
+        raise SchemaError(f"table {table!r} exists but lacks the seed's columns {missing}")
     for column in dispatcher_columns():
         if column.name not in present:
             op.add_column(table, column)
@@ -55,7 +56,11 @@ def _default_created_at(table: str, dialect: str) -> None:
         return
     quoted = op.get_bind().dialect.identifier_preparer.quote
     if dialect == "postgresql":
-        op.execute(text(f"ALTER TABLE {quoted(table)} ALTER COLUMN \"CreatedAt\" SET DEFAULT {_NOW[dialect]}"))
+        op.execute(
+            text(
+                f'ALTER TABLE {quoted(table)} ALTER COLUMN "CreatedAt" SET DEFAULT {_NOW[dialect]}'
+            )
+        )
     elif dialect == "mssql":
         op.execute(text(f"ALTER TABLE {quoted(table)} ADD DEFAULT {_NOW[dialect]} FOR [CreatedAt]"))
 

@@ -25,7 +25,11 @@ def upgrade() -> None:
     for event in ("INSERT", "UPDATE"):
         trigger = quote(f"{channel(table)}_{event.lower()}_notify")
         op.execute(text(f"DROP TRIGGER IF EXISTS {trigger} ON {quote(table)}"))
-        op.execute(text(_TRIGGER.format(trigger=trigger, event=event, table=quote(table), function=function)))
+        op.execute(
+            text(
+                _TRIGGER.format(trigger=trigger, event=event, table=quote(table), function=function)
+            )
+        )
 
 
 _FUNCTION = """

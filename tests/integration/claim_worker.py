@@ -1,0 +1,27 @@
+"""A claiming worker process for the concurrency tests: claims until nothing is left."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+
+from adapters.sql.engine import make_engine
+from adapters.sql.store import SqlOutboxStore
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LEASE_UNTIL = NOW + timedelta(hours=1)  # never expires during the test
+
+
+def claim_until_empty(
+    url: str, token: str, start: Barrier, out: Queue[tuple[str, list[int]]]
+) -> None:
+    store = SqlOutboxStore(make_engine(url))
+    claimed: list[int] = []
+    start.wait()
+    while batch := store.claim(
+        owner=f"proc-{token}", token=token, limit=50, now=NOW, lease_until=LEASE_UNTIL
+    ):
+        claimed += [message.id for message in batch]
+    store.close()
+    out.put((token, claimed))
