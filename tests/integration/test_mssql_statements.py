@@ -25,6 +25,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert, Update
 
 from adapters.sql.engine import fix_freetds_url
+from adapters.sql.producer import insert_statement
 from adapters.sql.schema import dispatcher_columns, history_table, indexes, outbox_table
 from adapters.sql.store import SqlOutboxStore
 from application.ports import Attempt, NewMessage
@@ -161,6 +162,17 @@ def test_the_claim_returns_the_updated_rows_through_output_inserted(
     assert "RETURNING" not in sql
 
 
+@pytest.mark.parametrize("per_user", [False, True])
+def test_the_claim_outputs_into_a_table_variable_so_tables_with_triggers_work(
+    mssql_store: SqlOutboxStore, per_user: bool
+) -> None:
+    sql = claim_sql(mssql_store, per_user)
+
+    assert sql.lstrip().startswith("SET NOCOUNT ON;")
+    assert re.search(r"OUTPUT [^\n]* INTO @claimed\n", sql)
+    assert sql.rstrip().endswith("FROM @claimed;")
+
+
 def test_the_per_user_claim_only_takes_each_users_earliest_unfinished_row(
     mssql_store: SqlOutboxStore,
 ) -> None:
@@ -245,13 +257,11 @@ def test_renew_and_requeue_are_plain_parameterised_updates(issued: list[str]) ->
     assert any("[Messages].[ID] IN (?)" in sql for sql in requeue)
 
 
-def test_the_enqueue_insert_returns_ids_through_output_in_parameter_order(
-    issued: list[str],
-) -> None:
-    [insert] = [sql for sql in issued if sql.startswith("INSERT INTO [Messages] ")]
+def test_the_enqueue_insert_has_no_output_clause_so_tables_with_triggers_work() -> None:
+    sql = str(insert_statement("Messages", "mssql").compile(dialect=mssql_dialect()))
 
-    assert "OUTPUT inserted.[ID]" in insert
-    assert "ORDER BY sen_counter" in insert
+    assert sql.startswith("INSERT INTO [Messages] ")
+    assert "OUTPUT" not in sql
 
 
 def test_no_issued_statement_carries_a_literal_owner_or_token(issued: list[str]) -> None:

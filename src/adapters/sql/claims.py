@@ -59,15 +59,26 @@ RETURNING {returning_bare}
 
 # READPAST skips rows other claimers hold, UPDLOCK keeps ours until commit, ROWLOCK avoids
 # page locks. The join form (not UPDATE through the CTE, not MERGE) also runs on Babelfish.
+# OUTPUT goes INTO a table variable: a bare OUTPUT clause fails (error 334) on a table with
+# enabled triggers, which adopted legacy tables often have. Wide types: the table may be
+# adopted with wider columns than ours.
 _MSSQL = """
+SET NOCOUNT ON;
+DECLARE @claimed TABLE (
+    ID BIGINT, UserID BIGINT, Message NVARCHAR(MAX), MessageType NVARCHAR(400),
+    ToSend SMALLINT, Attempts INT, NextAttemptAt DATETIME2, LeaseOwner NVARCHAR(400),
+    LeaseUntil DATETIME2, LeaseToken VARCHAR(80), IdempotencyKey VARCHAR(200),
+    Status NVARCHAR(MAX), SentAt DATETIME2
+);
 WITH c AS (
     SELECT TOP (:limit) t.ID FROM {table} t WITH (ROWLOCK, UPDLOCK, READPAST)
     WHERE {due_t}{per_user} ORDER BY t.ID
 )
 UPDATE m SET {set_m}
-OUTPUT {returning_inserted}
+OUTPUT {returning_inserted} INTO @claimed
 FROM {table} m JOIN c ON m.ID = c.ID
-WHERE {due_m}
+WHERE {due_m};
+SELECT {returning_bare} FROM @claimed;
 """
 
 

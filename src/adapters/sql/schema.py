@@ -91,8 +91,16 @@ def indexes(table: Table, dialect: str) -> list[Index]:
     ]
 
 
-def outbox_table(name: str, metadata: MetaData | None = None) -> Table:
-    return Table(name, metadata or MetaData(), *seed_columns(), *dispatcher_columns())
+def outbox_table(
+    name: str, metadata: MetaData | None = None, *, implicit_returning: bool = True
+) -> Table:
+    return Table(
+        name,
+        metadata or MetaData(),
+        *seed_columns(),
+        *dispatcher_columns(),
+        implicit_returning=implicit_returning,
+    )
 
 
 def history_table(name: str, metadata: MetaData | None = None) -> Table:
