@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 import aiohttp
 import httpx
 
+from adapters.public_resolver import resolver_for
+
 _CHUNK_BYTES = 16 * 1024
 
 # most specific first: the first class that matches names the failure
@@ -62,8 +64,15 @@ class _Body(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One pooled aiohttp session, opened on first use inside the running event loop."""
 
-    def __init__(self, *, limits: httpx.Limits, verify: bool | ssl.SSLContext = True) -> None:
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits,
+        verify: bool | ssl.SSLContext = True,
+        allow_private: bool = False,
+    ) -> None:
         self._limits = limits
+        self._allow_private = allow_private
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(
             verify=verify, trust_env=False
         )
@@ -100,6 +109,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit=self._limits.max_connections or 0,
                 keepalive_timeout=self._limits.keepalive_expiry or 0,
                 ssl=self._ssl,
+                resolver=resolver_for(self._allow_private),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()

@@ -177,13 +177,18 @@ def make_http_client(
     concurrency: int,
     verify: bool = True,
     engine: str = "aiohttp",
+    allow_private: bool = False,
 ) -> httpx.AsyncClient:
-    """A keep-alive pool of one connection per concurrent send; no redirects; TLS verified."""
+    """A keep-alive pool of one connection per concurrent send; no redirects; TLS verified.
+
+    Unless `allow_private`, a host name resolving to a non-public address is refused on
+    every new connection (the aiohttp engine), not only at start-up.
+    """
     limits = httpx.Limits(
         max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=15.0
     )
     return httpx.AsyncClient(
-        transport=_transport(engine, limits, verify),
+        transport=_transport(engine, limits, verify, allow_private),
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         follow_redirects=False,
         trust_env=False,
@@ -198,9 +203,11 @@ class _NoCookies(http.cookiejar.CookieJar):
         return None
 
 
-def _transport(engine: str, limits: httpx.Limits, verify: bool) -> httpx.AsyncBaseTransport:
+def _transport(
+    engine: str, limits: httpx.Limits, verify: bool, allow_private: bool
+) -> httpx.AsyncBaseTransport:
     if engine == "aiohttp":
-        return AiohttpTransport(limits=limits, verify=verify)
+        return AiohttpTransport(limits=limits, verify=verify, allow_private=allow_private)
     if engine == "httpcore":
         return httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
     raise ValueError(f"unknown HTTP engine {engine!r}: use aiohttp or httpcore")

@@ -89,6 +89,7 @@ class Container(containers.DeclarativeContainer):
         timeout=settings.provided.http_timeout,
         connect_timeout=settings.provided.connect_timeout,
         concurrency=settings.provided.concurrency,
+        allow_private=settings.provided.allow_private_targets,
     )
     sender = providers.Singleton(
         HttpxMessageSender,
