@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -17,11 +18,13 @@ def claim_until_empty(
     url: str, token: str, start: Barrier, out: Queue[tuple[str, list[int]]]
 ) -> None:
     store = SqlOutboxStore(make_engine(url))
+    store.unfinished()  # connect before the start line, so no process gets a head start
     claimed: list[int] = []
     start.wait()
     while batch := store.claim(
         owner=f"proc-{token}", token=token, limit=50, now=NOW, lease_until=LEASE_UNTIL
     ):
         claimed += [message.id for message in batch]
+        time.sleep(0.002)  # a real worker sends between claims; let the others in
     store.close()
     out.put((token, claimed))
