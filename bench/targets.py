@@ -1,0 +1,74 @@
+"""The issue's targets, judged from the run's medians (reported, never asserted)."""
+
+from __future__ import annotations
+
+import math
+
+from bench.context import Bench
+
+
+def judge(bench: Bench) -> None:
+    f, report = bench.figures, bench.report
+    names = [db.name for db in bench.databases]
+    for name in names:
+        ratio = f.get(f"drain_{name}", math.nan) / f.get("http_ceiling", math.nan)
+        report.target(
+            f"drain ≥ 0.85 × HTTP ceiling ({name})", f"{ratio:.2f} ×", _at_least(ratio, 0.85)
+        )
+        for client in ("http.client", "httpx"):
+            ratio = f.get(f"drain_{name}", math.nan) / f.get(f"seed_{client}_{name}", math.nan)
+            report.target(
+                f"drain ≥ 8 × seed baseline, {client} ({name})",
+                f"{ratio:.1f} ×",
+                _at_least(ratio, 8),
+            )
+    ratio = f.get("scale_2", math.nan) / f.get("http_ceiling_2", math.nan)
+    report.target(
+        "2 workers ≥ 0.7 × 2-process HTTP ceiling", f"{ratio:.2f} ×", _at_least(ratio, 0.7)
+    )
+    ratio = f.get("scale_4", math.nan) / f.get("scale_1", math.nan)
+    report.target("4 workers ≥ 1 worker (PostgreSQL)", f"{ratio:.2f} ×", _at_least(ratio, 1.0))
+    doubles = [v for k, v in f.items() if "doubles" in k]
+    report.target(
+        "0 double deliveries",
+        f"{int(max(doubles, default=0))} (max of any run)",
+        None if not doubles else max(doubles) == 0,
+    )
+    p50 = f.get("latency_p50_PostgreSQL", math.nan)
+    report.target(
+        "idle latency p50 ≤ 20 ms (PostgreSQL, NOTIFY)", f"{p50:.1f} ms", _at_most(p50, 20)
+    )
+    bound = bench.profile.sqlite_poll_interval * 1000 / 2 + 10
+    p50 = f.get("latency_p50_SQLite", math.nan)
+    report.target(
+        f"idle latency p50 ≤ {bound:g} ms (SQLite, poll/2 + 10 ms)",
+        f"{p50:.1f} ms",
+        _at_most(p50, bound),
+    )
+    marks = bench.profile.memory_marks
+    if 1_000_000 in marks:
+        ratio = f.get("rss_1000000", math.nan) / f.get("rss_100000", math.nan)
+        report.target("RSS at 1M within 10 % of 100k", f"{ratio:.3f} ×", _at_most(ratio, 1.10))
+    elif len(marks) > 1:
+        ratio = f.get(f"rss_{marks[-1]}", math.nan) / f.get(f"rss_{marks[0]}", math.nan)
+        report.target(
+            f"RSS at {marks[-1]:,} within 10 % of {marks[0]:,} (1M not run)",
+            f"{ratio:.3f} ×",
+            _at_most(ratio, 1.10),
+        )
+    for name in names:
+        ratio = f.get(f"claim_ratio_{name}", math.nan)
+        rows = bench.profile.claim_sent_rows
+        report.target(
+            f"claim at {rows[-1]:,} sent rows ≤ 2 × at {rows[0]:,} ({name})",
+            f"{ratio:.2f} ×",
+            _at_most(ratio, 2.0),
+        )
+
+
+def _at_least(value: float, bound: float) -> bool | None:
+    return None if math.isnan(value) else value >= bound
+
+
+def _at_most(value: float, bound: float) -> bool | None:
+    return None if math.isnan(value) else value <= bound
