@@ -37,12 +37,18 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 )
 
 
+def httpx_error_for(error: BaseException) -> type[httpx.TransportError] | None:
+    """The httpx exception class that names this aiohttp failure, as httpx itself would."""
+    return next((target for source, target in _ERRORS if isinstance(error, source)), None)
+
+
 @contextlib.contextmanager
 def _httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as error:
-        mapped = next(target for source, target in _ERRORS if isinstance(error, source))
+        mapped = httpx_error_for(error)
+        assert mapped is not None
         raise mapped(f"{type(error).__name__}: {error}", request=request) from error
 
 
@@ -73,8 +79,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._limits = limits
         self._allow_private = allow_private
-        self._ssl = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(
-            verify=verify, trust_env=False
+        self._ssl = (
+            verify
+            if isinstance(verify, ssl.SSLContext)
+            else httpx.create_ssl_context(verify=verify, trust_env=False)
         )
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}

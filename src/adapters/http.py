@@ -15,12 +15,12 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from adapters.aiohttp_transport import AiohttpTransport
-from adapters.webhooks import secret_key, signature
+from adapters.webhooks import WebhookHeaders
 from domain.delivery import DeliveryRequest, DeliveryResult
 
 log = logging.getLogger(__name__)
 
-_RETRY_AFTER_STATUSES = frozenset({429, 503})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 _DELTA_SECONDS = re.compile(r"^\d{1,10}$")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
@@ -44,8 +44,7 @@ class HttpxMessageSender:
         timestamp: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._keys = tuple(secret_key(secret) for secret in secrets)
-        self._user_agent = user_agent
+        self._headers = WebhookHeaders(secrets, user_agent, timestamp)
         self._max_response_bytes = max_response_bytes
         self._excerpt_chars = excerpt_chars
         self._timestamp = timestamp
@@ -53,7 +52,7 @@ class HttpxMessageSender:
         self._deadline = _deadline(client.timeout)
 
     def __repr__(self) -> str:
-        return f"HttpxMessageSender(signing_keys={len(self._keys)})"
+        return f"HttpxMessageSender({self._headers!r})"
 
     async def send(self, request: DeliveryRequest) -> DeliveryResult:
         started = time.perf_counter()
@@ -63,7 +62,7 @@ class HttpxMessageSender:
                 result = await self._post(request, started)
         except Exception as error:  # any failure is an outcome to record, not a crash
             name = "AttemptTimeout" if deadline.expired() else type(error).__name__
-            result = DeliveryResult(error=name, latency_ms=_since(started))
+            result = DeliveryResult(error=name, latency_ms=since(started))
         log.debug(
             "message %d attempt %d: %s", request.message_id, request.attempt, result.describe()
         )
@@ -80,7 +79,7 @@ class HttpxMessageSender:
             await response.aclose()
         return DeliveryResult(
             status_code=response.status_code,
-            latency_ms=_since(started),
+            latency_ms=since(started),
             retry_after_seconds=self._retry_after(response),
             excerpt=excerpt(head, self._excerpt_chars),
         )
@@ -91,30 +90,13 @@ class HttpxMessageSender:
         return httpx.Request(
             "POST",
             _url(request.url),
-            headers=self._headers(request),
+            headers=self._headers.for_request(request),
             content=request.body,
             extensions={"timeout": self._timeouts},
         )
 
-    def _headers(self, request: DeliveryRequest) -> dict[str, str]:
-        key = request.idempotency_key
-        timestamp = int(self._timestamp())
-        headers = {
-            "Content-Type": "application/json",
-            "Accept-Encoding": "identity",
-            "User-Agent": self._user_agent,
-            "Idempotency-Key": key,
-            "webhook-id": key,
-            "webhook-timestamp": str(timestamp),
-        }
-        if self._keys:
-            headers["webhook-signature"] = " ".join(
-                signature(k, key, timestamp, request.body) for k in self._keys
-            )
-        return headers
-
     def _retry_after(self, response: httpx.Response) -> float | None:
-        if response.status_code not in _RETRY_AFTER_STATUSES:
+        if response.status_code not in RETRY_AFTER_STATUSES:
             return None
         return parse_retry_after(response.headers.get("retry-after"), self._timestamp())
 
@@ -166,7 +148,7 @@ async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
     return bytes(received)
 
 
-def _since(started: float) -> float:
+def since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 

@@ -10,7 +10,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+from domain.delivery import DeliveryRequest
 
 SECRET_PREFIX = "whsec_"
 VERSION = "v1"
@@ -83,3 +85,34 @@ def _timestamp(raw: str, now: float, tolerance_seconds: int) -> int:
     if timestamp > now + tolerance_seconds:
         raise WebhookVerificationError("webhook-timestamp is too new")
     return timestamp
+
+
+class WebhookHeaders:
+    """The headers of one attempt: content type, key, Standard Webhooks id/timestamp/signature."""
+
+    def __init__(
+        self, secrets: Sequence[str], user_agent: str, timestamp: Callable[[], float]
+    ) -> None:
+        self._keys = tuple(secret_key(secret) for secret in secrets)
+        self._user_agent = user_agent
+        self._timestamp = timestamp
+
+    def __repr__(self) -> str:
+        return f"WebhookHeaders(signing_keys={len(self._keys)})"
+
+    def for_request(self, request: DeliveryRequest) -> dict[str, str]:
+        key = request.idempotency_key
+        timestamp = int(self._timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": self._user_agent,
+            "Idempotency-Key": key,
+            "webhook-id": key,
+            "webhook-timestamp": str(timestamp),
+        }
+        if self._keys:
+            headers["webhook-signature"] = " ".join(
+                signature(k, key, timestamp, request.body) for k in self._keys
+            )
+        return headers

@@ -43,6 +43,7 @@ class Settings:
     ordering: Literal["none", "per-user"] = "none"
     allow_private_targets: bool = False
     log_format: Literal["text", "json"] = "text"
+    http_engine: Literal["aiohttp", "httpx"] = "aiohttp"
     message_type_packages: tuple[str, ...] = ()
     history_days: float = 7.0
 
@@ -166,6 +167,7 @@ _PARSERS: dict[str, Callable[[_Reader, str], Any]] = {
     "ordering": lambda r, n: r.choice(n, ("none", "per-user")),
     "allow_private_targets": lambda r, n: r.flag(n),
     "log_format": lambda r, n: r.choice(n, ("text", "json")),
+    "http_engine": lambda r, n: r.choice(n, ("aiohttp", "httpx")),
     "message_type_packages": _packages,
     "history_days": lambda r, n: r.number(n, float, 0, 3650),
 }

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
+from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
 from adapters.clock import SystemClock
 from adapters.http import HttpxMessageSender, make_http_client
 from adapters.in_memory import InMemoryOutboxStore
@@ -72,6 +73,15 @@ def _dispatch_settings(settings: Settings) -> DispatchSettings:
     )
 
 
+def _aiohttp_options(settings: Settings) -> AiohttpOptions:
+    return AiohttpOptions(
+        timeout=settings.http_timeout,
+        connect_timeout=settings.connect_timeout,
+        concurrency=settings.concurrency,
+        allow_private=settings.allow_private_targets,
+    )
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -91,11 +101,20 @@ class Container(containers.DeclarativeContainer):
         concurrency=settings.provided.concurrency,
         allow_private=settings.provided.allow_private_targets,
     )
-    sender = providers.Singleton(
-        HttpxMessageSender,
-        http_client,
-        secrets=providers.Callable(Settings.signing_secrets, settings),
-        user_agent=providers.Callable(user_agent),
+    sender = providers.Selector(
+        settings.provided.http_engine,
+        aiohttp=providers.Singleton(
+            AiohttpMessageSender,
+            providers.Callable(_aiohttp_options, settings),
+            secrets=providers.Callable(Settings.signing_secrets, settings),
+            user_agent=providers.Callable(user_agent),
+        ),
+        httpx=providers.Singleton(
+            HttpxMessageSender,
+            http_client,
+            secrets=providers.Callable(Settings.signing_secrets, settings),
+            user_agent=providers.Callable(user_agent),
+        ),
     )
     dispatcher = providers.Singleton(
         Dispatcher,

@@ -1,4 +1,4 @@
-"""The real client (make_http_client + HttpxMessageSender) against a real aiohttp server."""
+"""Both real senders (httpx on aiohttp, and raw aiohttp) against a real aiohttp server."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
 from adapters.http import HttpxMessageSender, make_http_client
+from application.ports import MessageSender
 from domain.delivery import DeliveryRequest, DeliveryResult, Verdict, classify
 from domain.retry import RetryPolicy
 from tests.integration.http_servers import closed_port, serving
@@ -150,12 +152,33 @@ def request_to(url: str, body: bytes = b'{"id":7,"message":"hello"}') -> Deliver
     )
 
 
+def httpx_sender() -> MessageSender:
+    client = make_http_client(timeout=TIMEOUT, connect_timeout=TIMEOUT, concurrency=4)
+    return HttpxMessageSender(client, secrets=(SECRET,), user_agent="outbox-test/0")
+
+
+def aiohttp_sender() -> MessageSender:
+    options = AiohttpOptions(timeout=TIMEOUT, connect_timeout=TIMEOUT, concurrency=4)
+    return AiohttpMessageSender(options, secrets=(SECRET,), user_agent="outbox-test/0")
+
+
+SENDERS = {"httpx": httpx_sender, "aiohttp": aiohttp_sender}
+_current = {"make": httpx_sender}
+
+
+@pytest.fixture(autouse=True, params=sorted(SENDERS))
+def sender_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every behaviour holds for both senders behind the port."""
+    _current["make"] = SENDERS[request.param]
+    yield request.param
+    _current["make"] = httpx_sender
+
+
 def deliver(*requests: DeliveryRequest, pause: float = 0.0) -> list[DeliveryResult]:
-    """Send each request in turn through the production client, `pause` seconds apart."""
+    """Send each request in turn through a production sender, `pause` seconds apart."""
 
     async def run() -> list[DeliveryResult]:
-        client = make_http_client(timeout=TIMEOUT, connect_timeout=TIMEOUT, concurrency=4)
-        sender = HttpxMessageSender(client, secrets=(SECRET,), user_agent="outbox-test/0")
+        sender = _current["make"]()
         try:
             results = []
             for index, request in enumerate(requests):

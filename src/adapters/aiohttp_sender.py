@@ -1,0 +1,124 @@
+"""`AiohttpMessageSender`: the same signed POSTs as `HttpxMessageSender`, on raw aiohttp.
+
+The production default: on these machines the httpx layer alone cost about as much CPU per
+message as aiohttp's whole exchange (BENCHMARKS.md), and the dispatcher is CPU-bound. Error
+names follow httpx's (`ConnectError`, `ReadTimeout`, ...) so Status lines read the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+
+import aiohttp
+import attrs
+
+from adapters.aiohttp_transport import httpx_error_for
+from adapters.http import RETRY_AFTER_STATUSES, excerpt, parse_retry_after, since
+from adapters.public_resolver import resolver_for
+from adapters.webhooks import WebhookHeaders
+from domain.delivery import DeliveryRequest, DeliveryResult
+
+
+@attrs.frozen(kw_only=True)
+class AiohttpOptions:
+    timeout: float
+    connect_timeout: float
+    concurrency: int
+    allow_private: bool = False
+    max_response_bytes: int = 65536
+    excerpt_chars: int = 200
+    keepalive_seconds: float = 15.0
+
+
+class AiohttpMessageSender:
+    """POSTs each request once; returns the HTTP status or the error's name, never raises."""
+
+    def __init__(
+        self,
+        options: AiohttpOptions,
+        *,
+        secrets: tuple[str, ...] = (),
+        user_agent: str,
+        timestamp: Callable[[], float] = time.time,
+    ) -> None:
+        self._options = options
+        self._headers = WebhookHeaders(secrets, user_agent, timestamp)
+        self._timestamp = timestamp
+        self._deadline = options.connect_timeout + options.timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"AiohttpMessageSender({self._headers!r})"
+
+    async def send(self, request: DeliveryRequest) -> DeliveryResult:
+        started = time.perf_counter()
+        deadline = asyncio.timeout(self._deadline)
+        try:
+            async with deadline:
+                return await self._post(request, started)
+        except Exception as error:  # any failure is an outcome to record, not a crash
+            return DeliveryResult(error=_name(error, deadline.expired()), latency_ms=since(started))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _post(self, request: DeliveryRequest, started: float) -> DeliveryResult:
+        session = self._open()
+        headers = self._headers.for_request(request)
+        async with session.post(
+            request.url, data=request.body, headers=headers, allow_redirects=False
+        ) as response:
+            head = await _read_at_most(response.content, self._options.max_response_bytes)
+            return DeliveryResult(
+                status_code=response.status,
+                latency_ms=since(started),
+                retry_after_seconds=self._retry_after(response),
+                excerpt=excerpt(head, self._options.excerpt_chars),
+            )
+
+    def _retry_after(self, response: aiohttp.ClientResponse) -> float | None:
+        if response.status not in RETRY_AFTER_STATUSES:
+            return None
+        return parse_retry_after(response.headers.get("Retry-After"), self._timestamp())
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            options = self._options
+            connector = aiohttp.TCPConnector(
+                limit=options.concurrency,
+                keepalive_timeout=options.keepalive_seconds,
+                ssl=ssl.create_default_context(),  # always verified; no setting turns it off
+                resolver=resolver_for(options.allow_private),
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=options.connect_timeout, sock_read=options.timeout
+                ),
+            )
+        return self._session
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to `limit` bytes of the raw body; the rest is never read (the connection is dropped)."""
+    received = bytearray()
+    while len(received) < limit:
+        chunk = await stream.readany()
+        if not chunk:
+            break
+        received += chunk[: limit - len(received)]
+    return bytes(received)
+
+
+def _name(error: Exception, deadline_expired: bool) -> str:
+    if deadline_expired:
+        return "AttemptTimeout"
+    mapped = httpx_error_for(error)
+    return mapped.__name__ if mapped is not None else type(error).__name__
