@@ -74,12 +74,12 @@ def worker() -> None:
     """Dispatch perpetually; SIGTERM/SIGINT finish in-flight work and exit 0."""
     from entrypoints import logs
     from entrypoints.container import build
-    from entrypoints.worker import run
+    from entrypoints.worker import run, run_loop
 
     container = build()
     settings = container.settings()
     logs.configure(settings.log_format, settings.signing_secrets())
-    summary = asyncio.run(run(container, "worker"))
+    summary = run_loop(run(container, "worker"))
     click.echo(_summary_line(summary), err=True)
 
 

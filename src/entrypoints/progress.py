@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from application.service import Summary
 from entrypoints.container import Container
-from entrypoints.worker import Mode, run
+from entrypoints.worker import Mode, run, run_loop
 
 
 def drain_with_progress(container: Container, *, settle: bool, show: bool) -> Summary:
     mode: Mode = "settle" if settle else "drain"
     if not show:
-        return asyncio.run(run(container, mode))
+        return run_loop(run(container, mode))
     total = container.store().due(container.clock().now())
     columns = (
         TextColumn("draining"),
@@ -32,4 +30,4 @@ def drain_with_progress(container: Container, *, settle: bool, show: bool) -> Su
             elapsed = bar.tasks[0].elapsed or 1e-9
             bar.update(task, completed=done, total=max(total, done), rate=done / elapsed)
 
-        return asyncio.run(run(container, mode, on_progress=on_progress))
+        return run_loop(run(container, mode, on_progress=on_progress))
