@@ -28,7 +28,7 @@ from bench.receiver_log import ReceiverLog
 from bench.report import machine, text_table, write_markdown
 from bench.targets import judge
 
-RECOMMENDED = Settings(batch_size=200, concurrency=64)
+RECOMMENDED = Settings(batch_size=500, concurrency=64)
 
 QUICK = Profile(
     name="quick",

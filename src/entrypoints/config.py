@@ -30,7 +30,7 @@ class Settings:
     target_url: str | None = None
     target_urls: Mapping[str, str] = attrs.field(factory=dict)
     signing_secret: str | None = attrs.field(default=None, repr=False)
-    batch_size: int = 200
+    batch_size: int = 500
     concurrency: int = 64
     poll_interval: float = 1.0
     lease_seconds: float = 30.0
