@@ -11,6 +11,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from datetime import datetime
 
 import attrs
 
@@ -49,6 +50,7 @@ class Pipeline:
         self._rng = rng or random.Random()
         self._queue: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
         self._outstanding: dict[str, int] = {}
+        self._lease_until: dict[str, datetime] = {}  # per claim, as of the last renewal
         self._staged: dict[str, list[Settled]] = {}
         self._staged_count = 0
         self._wake = asyncio.Event()
@@ -119,9 +121,11 @@ class Pipeline:
 
     async def _claim(self, limit: int) -> int:
         self._wake.clear()
+        started = self.dispatcher.clock.now()
         claim = await asyncio.to_thread(self.dispatcher.claim, limit)
         if claim.messages:
             self._outstanding[claim.token] = len(claim.messages)
+            self._lease_until[claim.token] = self.dispatcher.lease_until(started)
             for message in claim.messages:
                 self._queue.put_nowait((claim.token, message))
         self.summary.claimed += len(claim.messages)
@@ -144,9 +148,16 @@ class Pipeline:
         while True:
             token, message = await self._queue.get()
             try:
-                self._stage(token, await self._deliver(message))
+                if self._lapsed(token):  # another worker may have it by now: do not send it too
+                    self._stage(token, self.dispatcher.release(message))
+                else:
+                    self._stage(token, await self._deliver(message))
             finally:
                 self._queue.task_done()
+
+    def _lapsed(self, token: str) -> bool:
+        until = self._lease_until.get(token)
+        return until is not None and self.dispatcher.clock.now() >= until
 
     async def _deliver(self, message: Message) -> Settled:
         try:
@@ -212,6 +223,7 @@ class Pipeline:
                 self._outstanding[token] = left
             else:
                 self._outstanding.pop(token, None)
+                self._lease_until.pop(token, None)
             written = [item for item in items if id(item) not in lost]
             self.summary.count(written)
             for item in written:
@@ -231,14 +243,18 @@ class Pipeline:
             tokens = list(self._outstanding)
             if tokens:
                 try:
-                    await asyncio.to_thread(self._renew, tokens)
+                    until = self.dispatcher.lease_until(self.dispatcher.clock.now())
+                    renewed = await asyncio.to_thread(self._renew, tokens, until)
                 except Exception as error:
                     log.warning("lease renewal failed (%s)", _describe(error))
+                    continue
+                for token in renewed:
+                    if token in self._lease_until:
+                        self._lease_until[token] = until
 
-    def _renew(self, tokens: list[str]) -> None:
-        until = self.dispatcher.lease_until(self.dispatcher.clock.now())
-        for token in tokens:
-            self.dispatcher.store.renew(token, until)
+    def _renew(self, tokens: list[str], until: datetime) -> list[str]:
+        """Renew each claim's lease; returns the tokens that still held rows."""
+        return [token for token in tokens if self.dispatcher.store.renew(token, until)]
 
 
 def _describe(error: BaseException) -> str:

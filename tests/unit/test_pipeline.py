@@ -6,6 +6,7 @@ import asyncio
 import gc
 import random
 import weakref
+from datetime import UTC, datetime, timedelta
 
 from adapters.clock import SystemClock
 from adapters.in_memory import InMemoryOutboxStore
@@ -35,11 +36,26 @@ class WeakSender:
         pass
 
 
-def pipeline_over(store: InMemoryOutboxStore, sender: WeakSender, batch: int = 50) -> Pipeline:
+class SteppedClock:
+    """The system clock, plus however far a test has moved it on."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+def pipeline_over(
+    store: InMemoryOutboxStore,
+    sender: WeakSender,
+    batch: int = 50,
+    clock: SystemClock | SteppedClock | None = None,
+) -> Pipeline:
     dispatcher = Dispatcher(
         store=store,
         sender=sender,
-        clock=SystemClock(),
+        clock=clock or SystemClock(),
         types=discover(),
         targets=Targets(default="https://example.test/hooks"),
         policy=RetryPolicy(),
@@ -109,3 +125,30 @@ def test_stopping_releases_queued_rows_so_they_are_claimable_at_once() -> None:
     assert pipeline.summary.sent + pipeline.summary.released == pipeline.summary.claimed
     released = [m for m in rows if m.state is State.PENDING and m.idempotency_key is not None]
     assert len(released) == pipeline.summary.released and all(m.attempts == 0 for m in released)
+
+
+def test_a_worker_whose_lease_lapsed_sends_none_of_its_queued_rows() -> None:
+    store = InMemoryOutboxStore()
+    store.enqueue([NewMessage(user_id=1, body=f"m{i}") for i in range(50)])
+    gate, clock = asyncio.Event(), SteppedClock()
+    sender = WeakSender(gate)
+    pipeline = pipeline_over(store, sender, batch=50, clock=clock)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(pipeline.run(stop))
+        await asyncio.sleep(0.2)  # all 50 claimed, 8 sends held at the gate
+        clock.ahead = timedelta(minutes=5)  # the worker was frozen past its lease ...
+        now = clock.now()  # ... and another worker took the rows over
+        until = now + timedelta(minutes=1)
+        store.claim(owner="other", token="other", limit=50, now=now, lease_until=until)
+        gate.set()
+        await asyncio.sleep(0.2)
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+
+    assert len(sender.seen) == 8
+    assert pipeline.summary.refused == 50
+    assert all(m.lease_token == "other" for m in store.all())
