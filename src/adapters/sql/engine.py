@@ -65,11 +65,18 @@ def _sqlite_engine(url: URL) -> Engine:
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy, not the sqlite3 module, decide when a transaction begins.
     dbapi_connection.isolation_level = None
+    # Text another process wrote that is not UTF-8 must reach the message type (which marks it
+    # invalid), not fail every claim that reads the row and so stop the whole queue.
+    dbapi_connection.text_factory = _lenient_text  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy import make_url
 
+from adapters.sql.engine import application_name
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ async def listen(database_url: str, table: str, on_due: Callable[[], None]) -> N
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(
-                libpq_url(database_url), autocommit=True
+                libpq_url(database_url), autocommit=True, application_name=application_name()
             ) as conn:
                 await conn.execute(f'LISTEN "{channel(table)}"')
                 delay = 0.5
