@@ -67,7 +67,7 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPool
     dbapi_connection.isolation_level = None
     # Text another process wrote that is not UTF-8 must reach the message type (which marks it
     # invalid), not fail every claim that reads the row and so stop the whole queue.
-    dbapi_connection.text_factory = _lenient_text  # type: ignore[attr-defined]
+    dbapi_connection.text_factory = _lenient_text
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
