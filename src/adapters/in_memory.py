@@ -108,16 +108,21 @@ class InMemoryOutboxStore:
     def overview(self, now: datetime, dead_limit: int = 10) -> Overview:
         rows = self.all()
         counts = {state.value: sum(m.state is state for m in rows) for state in State}
-        due_since = [m.next_attempt_at or now for m in rows if m.is_due(now)]
         leases: dict[str, int] = {}
         for m in rows:
             if m.state is State.IN_FLIGHT and m.lease_owner is not None:
                 leases[m.lease_owner] = leases.get(m.lease_owner, 0) + 1
         dead = tuple(m for m in reversed(rows) if m.state is State.DEAD)[:dead_limit]
-        oldest = (now - min(due_since)).total_seconds() if due_since else None
         return Overview(
-            counts=counts, oldest_pending_age_seconds=oldest, leases=leases, recent_dead=dead
+            counts=counts,
+            oldest_pending_age_seconds=self.oldest_due_age(now),
+            leases=leases,
+            recent_dead=dead,
         )
+
+    def oldest_due_age(self, now: datetime) -> float | None:
+        due_since = [m.next_attempt_at or now for m in self._rows.values() if m.is_due(now)]
+        return (now - min(due_since)).total_seconds() if due_since else None
 
     def unfinished(self) -> int:
         return sum(m.state in (State.PENDING, State.IN_FLIGHT) for m in self._rows.values())

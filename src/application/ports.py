@@ -98,6 +98,11 @@ class OutboxAdmin(Protocol):
         """Counts per state, oldest due age, leases per owner, the latest dead rows."""
         ...
 
+    def oldest_due_age(self, now: datetime) -> float | None:
+        """Seconds the longest-waiting due row has waited (since its retry time, else since it
+        was enqueued); None when nothing is due. Cheap: reads only unfinished rows."""
+        ...
+
     def unfinished(self) -> int:
         """How many rows are pending or in flight, due or not."""
         ...

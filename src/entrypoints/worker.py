@@ -107,17 +107,12 @@ async def _maintain(container: Container, observer: PrometheusObserver, liveness
     while True:
         liveness.tick()
         with contextlib.suppress(Exception):
-            overview_age = await asyncio.to_thread(_oldest_age, store, clock.now())
-            observer.oldest_pending.set(overview_age)
+            age = await asyncio.to_thread(store.oldest_due_age, clock.now())
+            observer.oldest_pending.set(age or 0.0)
         if rounds % PRUNE_EVERY == 0:
             await _prune(store, clock.now() - keep)
         rounds += 1
         await asyncio.sleep(MAINTENANCE_SECONDS)
-
-
-def _oldest_age(store: object, now: object) -> float:
-    overview = store.overview(now, dead_limit=0)  # type: ignore[attr-defined]
-    return float(overview.oldest_pending_age_seconds or 0.0)
 
 
 async def _prune(store: object, older_than: object) -> None:

@@ -281,6 +281,19 @@ class OutboxStoreContract:
         assert overview.leases == {"w-a": 1}
         assert [m.status for m in overview.recent_dead] == ["invalid: Message is empty"]
 
+    def test_the_oldest_due_age_counts_from_the_retry_time_of_a_retried_row(
+        self, store: Any
+    ) -> None:
+        self.enqueue(store, 1)
+        [message] = self.claim(store, "a")
+        failed = message.mark_failed(UNAVAILABLE, POLICY, T0, jitter=0.0)
+        store.ack("a", [failed], [])
+
+        waiting = store.oldest_due_age(failed.next_attempt_at + timedelta(seconds=7))
+
+        assert store.oldest_due_age(failed.next_attempt_at - timedelta(seconds=1)) is None
+        assert waiting == 7.0
+
     def test_due_and_unfinished_counts(self, store: Any) -> None:
         self.enqueue(store, 3)
         self.claim(store, "a", limit=1)

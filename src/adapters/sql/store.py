@@ -21,7 +21,7 @@ from adapters.sql.mapping import (
     to_db,
     to_message,
 )
-from adapters.sql.overview import due_condition, read_overview
+from adapters.sql.overview import due_condition, oldest_due_age, read_overview
 from adapters.sql.producer import enqueue as insert_messages
 from adapters.sql.schema import history_table, outbox_table
 from application.ports import AckResult, Attempt, NewMessage, Overview
@@ -138,6 +138,10 @@ class SqlOutboxStore:
     def overview(self, now: datetime, dead_limit: int = 10) -> Overview:
         with self.engine.connect() as conn:
             return read_overview(conn, self.table, now, dead_limit)
+
+    def oldest_due_age(self, now: datetime) -> float | None:
+        with self.engine.connect() as conn:
+            return oldest_due_age(conn, self.table, now)
 
     def unfinished(self) -> int:
         t = self.table.c
