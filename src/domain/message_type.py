@@ -23,7 +23,8 @@ class MessageType(Protocol):
         ...
 
     def build(self, message: Message) -> Mapping[str, object]:
-        """Return the JSON object to POST for a row that passed `validate`."""
+        """Return the JSON object to POST for a row that passed `validate`; may raise
+        `InvalidMessage` too, for checks that need the parsed body."""
         ...
 
 

@@ -18,9 +18,10 @@ class JsonObjectMessageType:
 
     def validate(self, message: Message) -> None:
         require_user(message)
-        _parse(require_text(message, MAX_MESSAGE_CHARS))
+        require_text(message, MAX_MESSAGE_CHARS)
 
     def build(self, message: Message) -> Mapping[str, object]:
+        """Parses once, here: text that is not a JSON object raises `InvalidMessage` too."""
         assert message.body is not None
         return {
             "id": message.id,
