@@ -16,10 +16,11 @@ from datetime import datetime
 import attrs
 
 from application.observer import DispatchObserver, NullObserver
-from application.service import Dispatcher, Settled, Summary
+from application.service import Dispatcher, Kind, Settled, Summary
 from domain.model import Message
 
 log = logging.getLogger(__name__)
+_FAILURES = frozenset({Kind.RETRIED, Kind.DEAD, Kind.INVALID})
 
 
 @attrs.frozen(kw_only=True)
@@ -128,6 +129,8 @@ class Pipeline:
             self._lease_until[claim.token] = self.dispatcher.lease_until(started)
             for message in claim.messages:
                 self._queue.put_nowait((claim.token, message))
+        if claim.messages:
+            log.info("claimed %d row(s) under lease %s", len(claim.messages), claim.token)
         self.summary.claimed += len(claim.messages)
         self.observer.claimed(len(claim.messages))
         self.observer.in_flight(self.held())
@@ -228,6 +231,8 @@ class Pipeline:
             self.summary.count(written)
             for item in written:
                 self.observer.settled(item)
+                if item.kind in _FAILURES:
+                    log.warning("message %d %s", item.message.id, item.message.status)
         self.summary.refused += len(refused)
         self.healthy = True
         self.observer.in_flight(self.held())
