@@ -7,7 +7,6 @@ names follow httpx's (`ConnectError`, `ReadTimeout`, ...) so Status lines read t
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import Callable
@@ -16,7 +15,13 @@ import aiohttp
 import attrs
 
 from adapters.aiohttp_transport import httpx_error_for
-from adapters.http import RETRY_AFTER_STATUSES, excerpt, parse_retry_after, since
+from adapters.http import (
+    RETRY_AFTER_STATUSES,
+    attempt_within,
+    excerpt,
+    parse_retry_after,
+    since,
+)
 from adapters.public_resolver import resolver_for
 from adapters.webhooks import WebhookHeaders
 from domain.delivery import DeliveryRequest, DeliveryResult
@@ -54,13 +59,9 @@ class AiohttpMessageSender:
         return f"AiohttpMessageSender({self._headers!r})"
 
     async def send(self, request: DeliveryRequest) -> DeliveryResult:
-        started = time.perf_counter()
-        deadline = asyncio.timeout(self._deadline)
-        try:
-            async with deadline:
-                return await self._post(request, started)
-        except Exception as error:  # any failure is an outcome to record, not a crash
-            return DeliveryResult(error=_name(error, deadline.expired()), latency_ms=since(started))
+        return await attempt_within(
+            self._deadline, lambda started: self._post(request, started), _httpx_style_name
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -117,8 +118,6 @@ async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return bytes(received)
 
 
-def _name(error: Exception, deadline_expired: bool) -> str:
-    if deadline_expired:
-        return "AttemptTimeout"
+def _httpx_style_name(error: Exception) -> str:
     mapped = httpx_error_for(error)
     return mapped.__name__ if mapped is not None else type(error).__name__

@@ -8,7 +8,7 @@ import http.cookiejar
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
@@ -55,14 +55,7 @@ class HttpxMessageSender:
         return f"HttpxMessageSender({self._headers!r})"
 
     async def send(self, request: DeliveryRequest) -> DeliveryResult:
-        started = time.perf_counter()
-        deadline = asyncio.timeout(self._deadline)
-        try:
-            async with deadline:
-                result = await self._post(request, started)
-        except Exception as error:  # any failure is an outcome to record, not a crash
-            name = "AttemptTimeout" if deadline.expired() else type(error).__name__
-            result = DeliveryResult(error=name, latency_ms=since(started))
+        result = await attempt_within(self._deadline, lambda started: self._post(request, started))
         log.debug(
             "message %d attempt %d: %s", request.message_id, request.attempt, result.describe()
         )
@@ -110,6 +103,22 @@ def _deadline(timeout: httpx.Timeout) -> float | None:
 @functools.lru_cache(maxsize=256)
 def _url(text: str) -> httpx.URL:
     return httpx.URL(text)
+
+
+async def attempt_within(
+    seconds: float | None,
+    post: Callable[[float], Awaitable[DeliveryResult]],
+    error_name: Callable[[Exception], str] = lambda error: type(error).__name__,
+) -> DeliveryResult:
+    """Run one attempt under an overall deadline; any failure becomes a result, never raises."""
+    started = time.perf_counter()
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await post(started)
+    except Exception as error:  # any failure is an outcome to record, not a crash
+        name = "AttemptTimeout" if deadline.expired() else error_name(error)
+        return DeliveryResult(error=name, latency_ms=since(started))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

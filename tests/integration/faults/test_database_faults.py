@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url, text
 
 from adapters.sql.store import SqlOutboxStore
+from tests.conftest import fresh_schema
 from tests.integration.faults.fault_receiver import FaultReceiver, Faults
 from tests.integration.faults.fleet import (
     CAPACITY,
@@ -202,15 +203,9 @@ def recoveries(logs: str) -> int:
 @pytest.fixture
 def own_pg_schema(pg_server: str) -> Iterator[str]:
     """Like `pg_url`, but its admin engine pre-pings: it outlives the restart."""
-    schema = f"t_restart_{random.randrange(16**8):08x}"
-    admin = create_engine(pg_server, pool_pre_ping=True, connect_args={"application_name": ADMIN})
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(pg_server).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    options = {"pool_pre_ping": True, "connect_args": {"application_name": ADMIN}}
+    with fresh_schema(pg_server, "t_restart", **options) as url:
+        yield url
 
 
 def other_sessions(store: SqlOutboxStore, worker_pids: list[int]) -> int:
