@@ -122,7 +122,7 @@ class Dispatcher:
             lease_until=self.lease_until(now),
             per_user=self.settings.per_user,
         )
-        return Claim(token=token, messages=tuple(sorted(messages, key=lambda m: m.id)))
+        return Claim(token=token, messages=tuple(messages))  # the port returns them in ID order
 
     def prepare(self, message: Message) -> DeliveryRequest | Settled:
         """The request to send, or the message already settled (invalid, or given up)."""

@@ -49,9 +49,8 @@ async def _demo(console: Console, path: Path, secret: str) -> None:
     app = build_app(secret=secret)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = int(runner.addresses[0][1])
     try:
         container = _container(path, port, secret)
         logs.configure("text", [secret])

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from adapters.sql import notify
 from adapters.sql.migrate import check_schema
 from adapters.targets import check_target
 from application.pipeline import Pipeline
+from application.ports import OutboxStore
 from application.service import Summary
 from entrypoints.container import Container
 from entrypoints.metrics import Liveness, PrometheusObserver, metrics_app
@@ -115,9 +116,9 @@ async def _maintain(container: Container, observer: PrometheusObserver, liveness
         await asyncio.sleep(MAINTENANCE_SECONDS)
 
 
-async def _prune(store: object, older_than: object) -> None:
+async def _prune(store: OutboxStore, older_than: datetime) -> None:
     try:
-        pruned = await asyncio.to_thread(store.prune_history, older_than)  # type: ignore[attr-defined]
+        pruned = await asyncio.to_thread(store.prune_history, older_than)
         if pruned:
             log.info("pruned %d attempt history rows", pruned)
     except Exception as error:

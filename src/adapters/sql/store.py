@@ -31,7 +31,8 @@ from domain.model import Message, State
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Deadlock victim / serialization failure: safe to run the whole transaction again.
-_RETRYABLE_CODES = ("1205", "40P01", "40001", "database is locked")
+_RETRYABLE_TEXT = ("1205", "database is locked")  # SQL Server deadlock victim; SQLite busy
+_RETRYABLE_SQLSTATES = ("40P01", "40001")  # PostgreSQL deadlock, serialization failure
 _RETRIES = 3
 
 
@@ -214,9 +215,8 @@ class SqlOutboxStore:
 
 def _retryable(error: DBAPIError) -> bool:
     text = str(error.orig)
-    return any(code in text for code in _RETRYABLE_CODES) or getattr(
-        error.orig, "sqlstate", None
-    ) in ("40P01", "40001")
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate in _RETRYABLE_SQLSTATES or any(marker in text for marker in _RETRYABLE_TEXT)
 
 
 def _short(error: DBAPIError) -> str:
