@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,11 +20,11 @@ def _fail_cleanly(func: F) -> F:
     """Start-up errors (configuration, schema, target, message types) are one line, exit 2."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from entrypoints.errors import describe_startup_error
-
         try:
             return func(*args, **kwargs)
         except Exception as error:
+            from entrypoints.errors import describe_startup_error  # heavy: only on failure
+
             line = describe_startup_error(error)
             if line is None:
                 raise
@@ -72,6 +73,7 @@ def migrate() -> None:
 @_fail_cleanly
 def worker() -> None:
     """Dispatch perpetually; SIGTERM/SIGINT finish in-flight work and exit 0."""
+    _exit_at_once_on_stop_signals()
     from entrypoints import logs
     from entrypoints.container import build
     from entrypoints.worker import run, run_loop
@@ -80,6 +82,7 @@ def worker() -> None:
     settings = container.settings()
     logs.configure(settings.log_format, settings.signing_secrets())
     summary = run_loop(run(container, "worker"))
+    _exit_at_once_on_stop_signals()
     click.echo(_summary_line(summary), err=True)
 
 
@@ -95,6 +98,7 @@ def worker() -> None:
 @_fail_cleanly
 def drain(settle: bool, progress: bool | None) -> None:
     """Dispatch until nothing is due, then print a summary and exit."""
+    _exit_at_once_on_stop_signals()
     from entrypoints import logs
     from entrypoints.container import build
     from entrypoints.progress import drain_with_progress
@@ -104,6 +108,7 @@ def drain(settle: bool, progress: bool | None) -> None:
     logs.configure(settings.log_format, settings.signing_secrets())
     show = sys.stderr.isatty() if progress is None else progress
     summary = drain_with_progress(container, settle=settle, show=show)
+    _exit_at_once_on_stop_signals()
     click.echo(_summary_line(summary))
 
 
@@ -185,6 +190,18 @@ def demo(database: str) -> None:
     from entrypoints.demo import run_demo
 
     run_demo(database)
+
+
+def _exit_at_once_on_stop_signals() -> None:
+    """Before the event loop takes the signals over (start-up: nothing claimed yet) and after
+    it hands them back (every outcome written), SIGTERM/SIGINT have nothing to finish: exit 0
+    at once instead of dying by the signal."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 def _summary_line(summary: Any) -> str:

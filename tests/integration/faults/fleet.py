@@ -70,6 +70,10 @@ class Fleet:
         return [w for w in self.alive() if "started mode=" in w.output()]
 
     def stop_all(self, timeout: float = 30.0) -> list[int]:
+        # A worker still importing (the first ~0.1 s) has no handler yet and dies by SIGTERM.
+        deadline = time.monotonic() + timeout
+        while set(self.alive()) - set(self.ready()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         running = self.alive()
         for worker in running:
             worker.signal(signal.SIGTERM)
