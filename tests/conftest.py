@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def pg_base_url() -> str:
@@ -67,3 +69,25 @@ def sqlite_url(tmp_path: Path) -> str:
 def sql_url(request: pytest.FixtureRequest) -> str:
     """Each SQL database in turn: a SQLite file, then a fresh PostgreSQL schema."""
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
+def babelfish_start_script() -> Path | None:
+    """The SQL Server stand-in's start script: OUTBOX_BABELFISH_START, else ../shared/babelfish."""
+    configured = os.environ.get("OUTBOX_BABELFISH_START")
+    candidates = [Path(configured)] if configured else [REPO.parent / "shared/babelfish/start"]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def mssql_server() -> str:
+    """A SQL Server URL: OUTBOX_TEST_MSSQL_URL, else the Babelfish stand-in started here."""
+    configured = os.environ.get("OUTBOX_TEST_MSSQL_URL")
+    if configured:
+        return configured
+    script = babelfish_start_script()
+    if script is None:
+        pytest.skip("no SQL Server: OUTBOX_TEST_MSSQL_URL unset and no Babelfish stand-in found")
+    started = subprocess.run([str(script)], capture_output=True, text=True, timeout=300)
+    if started.returncode != 0:
+        pytest.fail(f"Babelfish stand-in did not start: {started.stderr.strip()[-500:]}")
+    return started.stdout.strip().splitlines()[-1]

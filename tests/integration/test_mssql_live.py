@@ -1,4 +1,4 @@
-"""The store contract against a real SQL Server, when OUTBOX_TEST_MSSQL_URL points at one.
+"""The store contract against SQL Server: OUTBOX_TEST_MSSQL_URL, else the Babelfish stand-in.
 
 Each test runs in a freshly migrated table of its own name, dropped afterwards, so the
 suite can share a database with anything else.
@@ -6,7 +6,6 @@ suite can share a database with anything else.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,21 +20,14 @@ from tests.integration.sql_stores import (
     upstream_resend,
 )
 
-MSSQL_URL = os.environ.get("OUTBOX_TEST_MSSQL_URL", "")
-
-if not MSSQL_URL:
-    pytest.skip(
-        "OUTBOX_TEST_MSSQL_URL not set: SQL Server contract suite not run", allow_module_level=True
-    )
-
 pytestmark = pytest.mark.mssql
 
 
 class TestMssqlOutboxStore(OutboxStoreContract):
     @pytest.fixture
-    def store(self) -> Iterator[SqlOutboxStore]:
+    def store(self, mssql_server: str) -> Iterator[SqlOutboxStore]:
         table = unique_table()
-        store = migrated_store(MSSQL_URL, table)
+        store = migrated_store(mssql_server, table)
         yield store
         drop_outbox_tables(store.engine, table)
         store.close()
