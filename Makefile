@@ -4,6 +4,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-unit test-faults test-faults-long lint bench bench-quick clean
+.PHONY: bootstrap-demo bootstrap-test bootstrap-bench
+
+# System packages each target needs, installed only when missing (see scripts/bootstrap).
+bootstrap-demo bootstrap-test bootstrap-bench:
+	@PYTHON=$(PYTHON) bash scripts/bootstrap $(@:bootstrap-%=%)
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -11,29 +16,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: bootstrap-demo $(STAMP)
 	$(BIN)/outbox demo
 
-test: $(STAMP) lint
+test: bootstrap-test $(STAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/contracts
 
-test-faults: $(STAMP)
+test-faults: bootstrap-test $(STAMP)
 	$(BIN)/pytest -q -m faults tests/integration
 
-test-faults-long: $(STAMP)
+test-faults-long: bootstrap-test $(STAMP)
 	OUTBOX_FAULTS_SCALE=long $(BIN)/pytest -q -s -m faults tests/integration
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: bootstrap-bench $(STAMP)
 	$(BIN)/python -m bench.run --full
 
-bench-quick: $(STAMP)
+bench-quick: bootstrap-bench $(STAMP)
 	$(BIN)/python -m bench.run --quick
 
 clean:

@@ -2,40 +2,136 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from tests.throwaway_pg import ServerUnavailable, ThrowawayPostgres, find_bindir
+
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parent.parent
+SERVERS: dict[str, str] = {}  # "PostgreSQL" / "SQL Server" -> what the session used
 
 
 def pg_base_url() -> str:
     return os.environ.get("OUTBOX_TEST_PG_URL", PG_DEFAULT)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> str:
-    """The PostgreSQL server; unreachable is an error, never a silent skip."""
-    url = pg_base_url()
+def pg_problem(url: str) -> str | None:
+    """Why this server cannot be used (one line), or None when it answers."""
     engine = create_engine(url, connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as error:
-        pytest.fail(
-            f"PostgreSQL at {url} is unreachable ({error}); start it or set OUTBOX_TEST_PG_URL"
-        )
+        cause = getattr(error, "orig", None) or error
+        return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     finally:
         engine.dispose()
-    return url
+    return None
+
+
+def unreachable(url: str, problem: str) -> str:
+    return f"OUTBOX_TEST_PG_URL={url}: PostgreSQL is unreachable ({problem})"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A configured server that is down stops the run at once, in one line: never a skip."""
+    configured = os.environ.get("OUTBOX_TEST_PG_URL")
+    if configured and any("pg_server" in getattr(i, "fixturenames", ()) for i in session.items):
+        problem = pg_problem(configured)
+        if problem is not None:
+            pytest.exit(unreachable(configured, problem), returncode=1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """OUTBOX_TEST_PG_URL; else the server at the default address if it answers; else a
+    throwaway server of this session's own. A configured server that is down is an error."""
+    configured = os.environ.get("OUTBOX_TEST_PG_URL")
+    if configured:
+        problem = pg_problem(configured)
+        if problem is not None:
+            pytest.fail(unreachable(configured, problem), pytrace=False)
+        SERVERS["PostgreSQL"] = f"{configured} (OUTBOX_TEST_PG_URL)"
+        yield configured
+        return
+    problem = pg_problem(PG_DEFAULT)
+    if problem is None:
+        SERVERS["PostgreSQL"] = f"{PG_DEFAULT} (the default address)"
+        yield PG_DEFAULT
+        return
+    with throwaway_postgres(problem) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_postgres(why: str) -> Iterator[str]:
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail(
+            f"no PostgreSQL for the tests: OUTBOX_TEST_PG_URL is unset, {PG_DEFAULT} does not"
+            f" answer ({why}), and no initdb to start one: run scripts/bootstrap"
+            " (installs Debian's postgresql) or set OUTBOX_TEST_PG_URL",
+            pytrace=False,
+        )
+    server = ThrowawayPostgres(bindir)
+    restore = stop_on_exit(server)
+    try:
+        url = server.start()
+    except ServerUnavailable as error:
+        restore()
+        pytest.fail(f"could not start a throwaway PostgreSQL from {bindir}: {error}", pytrace=False)
+    SERVERS["PostgreSQL"] = (
+        f"a throwaway server of this session at {url} ({bindir}, started in"
+        f" {server.started_in:.1f} s; nothing usable at the default address: {why})"
+    )
+    # Anything that reads the variable itself (subprocesses too) reaches the same server.
+    os.environ["OUTBOX_TEST_PG_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("OUTBOX_TEST_PG_URL", None)
+        server.stop()
+        restore()
+
+
+def stop_on_exit(server: ThrowawayPostgres) -> Any:
+    """Stop the server however the session ends: atexit, SIGTERM and SIGHUP (Ctrl-C is
+    pytest's KeyboardInterrupt, which runs the finalizers). Returns the undo."""
+    atexit.register(server.stop)
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.getsignal(s) for s in signals if signal.getsignal(s) == signal.SIG_DFL}
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        server.stop()
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+
+    def restore() -> None:
+        atexit.unregister(server.stop)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for name, used in SERVERS.items():
+        terminalreporter.write_line(f"{name}: {used}")
 
 
 @contextlib.contextmanager
@@ -72,10 +168,20 @@ def sql_url(request: pytest.FixtureRequest) -> str:
 
 
 def babelfish_start_script() -> Path | None:
-    """The SQL Server stand-in's start script: OUTBOX_BABELFISH_START, else ../shared/babelfish."""
+    """The SQL Server stand-in's start script: OUTBOX_BABELFISH_START, else `shared/babelfish`
+    beside the clone or beside any folder above it, else this project's machines' /work/shared."""
     configured = os.environ.get("OUTBOX_BABELFISH_START")
-    candidates = [Path(configured)] if configured else [REPO.parent / "shared/babelfish/start"]
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        candidates = [d / "shared/babelfish/start" for d in REPO.parents]
+        candidates.append(Path("/work/shared/babelfish/start"))
     return next((path for path in candidates if path.is_file()), None)
+
+
+def no_sql_server(reason: str) -> NoReturn:
+    SERVERS["SQL Server"] = f"suites NOT run: {reason}"
+    pytest.skip(f"no SQL Server: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -83,11 +189,18 @@ def mssql_server() -> str:
     """A SQL Server URL: OUTBOX_TEST_MSSQL_URL, else the Babelfish stand-in started here."""
     configured = os.environ.get("OUTBOX_TEST_MSSQL_URL")
     if configured:
+        SERVERS["SQL Server"] = f"{configured} (OUTBOX_TEST_MSSQL_URL)"
         return configured
     script = babelfish_start_script()
     if script is None:
-        pytest.skip("no SQL Server: OUTBOX_TEST_MSSQL_URL unset and no Babelfish stand-in found")
+        no_sql_server("OUTBOX_TEST_MSSQL_URL is unset and no Babelfish stand-in was found")
+    if os.geteuid() != 0:
+        no_sql_server(f"the Babelfish stand-in ({script}) starts as root only; run it once as"
+                      " root, or set OUTBOX_TEST_MSSQL_URL")
     started = subprocess.run([str(script)], capture_output=True, text=True, timeout=300)
     if started.returncode != 0:
+        SERVERS["SQL Server"] = f"suites FAILED: the Babelfish stand-in ({script}) did not start"
         pytest.fail(f"Babelfish stand-in did not start: {started.stderr.strip()[-500:]}")
-    return started.stdout.strip().splitlines()[-1]
+    url = started.stdout.strip().splitlines()[-1]
+    SERVERS["SQL Server"] = f"{url} (the Babelfish stand-in, {script})"
+    return url

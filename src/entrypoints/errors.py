@@ -5,12 +5,15 @@ from __future__ import annotations
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from adapters.sql.migrate import SchemaError
+from adapters.sql.odbc import OdbcMissing
 from adapters.targets import TargetError
 from application.message_types import MessageTypeError
 from domain.errors import DuplicateMessageType
 from entrypoints.config import ConfigError
 
-_ONE_LINE = (ConfigError, SchemaError, TargetError, MessageTypeError, DuplicateMessageType)
+_ONE_LINE = (
+    ConfigError, SchemaError, TargetError, MessageTypeError, DuplicateMessageType, OdbcMissing
+)
 
 
 def describe_startup_error(error: Exception) -> str | None:

@@ -9,12 +9,15 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from adapters.sql.odbc import require_odbc
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int = 5) -> Engine:
     parsed = fix_freetds_url(make_url(url))
     backend = parsed.get_backend_name()
+    require_odbc(parsed)  # SQL Server only: a missing ODBC piece is one line naming its package
     if backend == "sqlite":
         return _sqlite_engine(parsed)
     options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size}
