@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from tests.throwaway_pg import ServerUnavailable, ThrowawayPostgres, find_bindir
+from tests.throwaway_pg import ServerUnavailable, ThrowawayPostgres, find_bindir, stop_on_exit
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parent.parent
@@ -104,29 +101,6 @@ def throwaway_postgres(why: str) -> Iterator[str]:
         os.environ.pop("OUTBOX_TEST_PG_URL", None)
         server.stop()
         restore()
-
-
-def stop_on_exit(server: ThrowawayPostgres) -> Any:
-    """Stop the server however the session ends: atexit, SIGTERM and SIGHUP (Ctrl-C is
-    pytest's KeyboardInterrupt, which runs the finalizers). Returns the undo."""
-    atexit.register(server.stop)
-    signals = (signal.SIGTERM, signal.SIGHUP)
-    previous = {s: signal.getsignal(s) for s in signals if signal.getsignal(s) == signal.SIG_DFL}
-
-    def on_signal(sig: int, frame: FrameType | None) -> None:
-        server.stop()
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-
-    for sig in previous:
-        signal.signal(sig, on_signal)
-
-    def restore() -> None:
-        atexit.unregister(server.stop)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

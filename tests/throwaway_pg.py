@@ -14,6 +14,7 @@ initdb refuses to run as root, so as root both run as the `postgres` user (or `n
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -24,7 +25,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import psycopg
 
@@ -221,3 +224,26 @@ def _stop_postmaster(data: Path) -> None:
             if not _alive(pid):
                 return
             time.sleep(0.05)
+
+
+def stop_on_exit(server: ThrowawayPostgres) -> Callable[[], None]:
+    """Stop the server however the session ends: atexit, SIGTERM and SIGHUP (Ctrl-C is
+    pytest's KeyboardInterrupt, which runs the finalizers). Returns the undo."""
+    atexit.register(server.stop)
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.getsignal(s) for s in signals if signal.getsignal(s) == signal.SIG_DFL}
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        server.stop()
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+
+    def restore() -> None:
+        atexit.unregister(server.stop)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
