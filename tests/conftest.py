@@ -17,6 +17,7 @@ from tests.throwaway_pg import ServerUnavailable, ThrowawayPostgres, find_bindir
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parent.parent
+THROWAWAY: list[ThrowawayPostgres] = []  # the session's own PostgreSQL, while it runs
 SERVERS: dict[str, str] = {}  # "PostgreSQL" / "SQL Server" -> what the session used
 
 
@@ -39,7 +40,10 @@ def pg_problem(url: str) -> str | None:
 
 
 def unreachable(url: str, problem: str) -> str:
-    return f"OUTBOX_TEST_PG_URL={url}: PostgreSQL is unreachable ({problem})"
+    return (
+        f"OUTBOX_TEST_PG_URL={url}: PostgreSQL is unreachable ({problem}); start it, or unset"
+        " the variable to let the tests use 127.0.0.1:5432 or a server of their own"
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -95,9 +99,11 @@ def throwaway_postgres(why: str) -> Iterator[str]:
     )
     # Anything that reads the variable itself (subprocesses too) reaches the same server.
     os.environ["OUTBOX_TEST_PG_URL"] = url
+    THROWAWAY.append(server)
     try:
         yield url
     finally:
+        THROWAWAY.remove(server)
         os.environ.pop("OUTBOX_TEST_PG_URL", None)
         server.stop()
         restore()
