@@ -88,11 +88,14 @@ def throwaway_postgres(why: str) -> Iterator[str]:
         )
     server = ThrowawayPostgres(bindir)
     restore = stop_on_exit(server)
+    failure = ""
     try:
         url = server.start()
     except ServerUnavailable as error:
+        failure = f"could not start a throwaway PostgreSQL from {bindir}: {error}"
+    if failure:
         restore()
-        pytest.fail(f"could not start a throwaway PostgreSQL from {bindir}: {error}", pytrace=False)
+        pytest.fail(failure, pytrace=False)
     SERVERS["PostgreSQL"] = (
         f"a throwaway server of this session at {url} ({bindir}, started in"
         f" {server.started_in:.1f} s; nothing usable at the default address: {why})"

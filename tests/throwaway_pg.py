@@ -90,8 +90,9 @@ class ThrowawayPostgres:
         data = self.home / "data"
         initdb = [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
         initdb += ["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
-        done = subprocess.run(
-            _as_server(account, initdb), cwd=self.home, capture_output=True, text=True, timeout=120
+        done = subprocess.run(  # its own session: Ctrl-C reaches pytest, which cleans up
+            _as_server(account, initdb), cwd=self.home, capture_output=True, text=True,
+            timeout=120, start_new_session=True,
         )
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
