@@ -58,28 +58,32 @@ RETURNING {returning_bare}
 """
 
 # READPAST skips rows other claimers hold, UPDLOCK keeps ours until commit, ROWLOCK avoids
-# page locks. The join form (not UPDATE through the CTE, not MERGE) also runs on Babelfish.
-# OUTPUT goes INTO a table variable: a bare OUTPUT clause fails (error 334) on a table with
-# enabled triggers, which adopted legacy tables often have. Wide types: the table may be
-# adopted with wider columns than ours.
+# page locks. The derived table joined back (not a CTE, not UPDATE through it, not MERGE) is
+# the form that also runs on Babelfish, where a CTE with OUTPUT INTO overflows the stack.
+# OUTPUT goes INTO a table variable, with a column list: a bare OUTPUT clause fails (error 334)
+# on a table with enabled triggers, which adopted legacy tables often have. Wide types: the
+# table may be adopted with wider columns than ours. NOCOUNT goes back OFF at the end because
+# Babelfish keeps it for the session, and later updates would report 0 rows.
 _MSSQL = """
 SET NOCOUNT ON;
-DECLARE @claimed TABLE (
-    ID BIGINT, UserID BIGINT, Message NVARCHAR(MAX), MessageType NVARCHAR(400),
-    ToSend SMALLINT, Attempts INT, NextAttemptAt DATETIME2, LeaseOwner NVARCHAR(400),
-    LeaseUntil DATETIME2, LeaseToken VARCHAR(80), IdempotencyKey VARCHAR(200),
-    Status NVARCHAR(MAX), SentAt DATETIME2
-);
-WITH c AS (
+DECLARE @claimed TABLE ({declare_columns});
+UPDATE m SET {set_m}
+OUTPUT {returning_inserted} INTO @claimed ({returning_bare})
+FROM {table} m JOIN (
     SELECT TOP (:limit) t.ID FROM {table} t WITH (ROWLOCK, UPDLOCK, READPAST)
     WHERE {due_t}{per_user} ORDER BY t.ID
-)
-UPDATE m SET {set_m}
-OUTPUT {returning_inserted} INTO @claimed
-FROM {table} m JOIN c ON m.ID = c.ID
+) c ON m.ID = c.ID
 WHERE {due_m};
 SELECT {returning_bare} FROM @claimed;
+SET NOCOUNT OFF;
 """
+_MSSQL_TYPES = {
+    "ID": "BIGINT", "UserID": "BIGINT", "Message": "NVARCHAR(MAX)",
+    "MessageType": "NVARCHAR(400)", "ToSend": "SMALLINT", "Attempts": "INT",
+    "NextAttemptAt": "DATETIME2", "LeaseOwner": "NVARCHAR(400)", "LeaseUntil": "DATETIME2",
+    "LeaseToken": "VARCHAR(80)", "IdempotencyKey": "VARCHAR(200)", "Status": "NVARCHAR(MAX)",
+    "SentAt": "DATETIME2",
+}  # fmt: skip
 
 
 def claim_statement(table: Table, dialect: Dialect, per_user: bool) -> TextClause:
@@ -112,6 +116,7 @@ def _render(template: str, table: Table, dialect: Dialect, per_user: bool) -> st
         pieces[f"set_{suffix}"] = _SET.format(a=alias, new=new, key=key.format(a=alias))
         pieces[f"returning_{suffix}"] = ", ".join(f"{alias}{c}" for c in _COLUMNS)
     pieces["returning_inserted"] = ", ".join(f"inserted.{c}" for c in _COLUMNS)
+    pieces["declare_columns"] = ", ".join(f"{c} {_MSSQL_TYPES[c]}" for c in _COLUMNS)
     return _quote_columns(template.format(**pieces), q)
 
 

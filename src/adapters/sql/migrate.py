@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,11 +33,23 @@ def check_schema(engine: Engine, table: str = "Messages") -> None:
     """Refuse to start on a database `outbox migrate` has not prepared, with one clear line."""
     from adapters.sql.schema import dispatcher_columns, seed_columns
 
-    inspector = inspect(engine)
-    if not inspector.has_table(table):
-        raise SchemaError(f"table {table!r} does not exist: run `outbox migrate` first")
-    present = {column["name"] for column in inspector.get_columns(table)}
+    with engine.connect() as connection:
+        if not inspect(connection).has_table(table):
+            raise SchemaError(f"table {table!r} does not exist: run `outbox migrate` first")
+        present = column_names(connection, table)
     wanted = [c.name for c in (*seed_columns(), *dispatcher_columns())]
-    missing = [name for name in wanted if name not in present]
+    missing = [name for name in wanted if same_name(name, connection.dialect.name) not in present]
     if missing:
         raise SchemaError(f"table {table!r} lacks {', '.join(missing)}: run `outbox migrate`")
+
+
+def column_names(connection: Connection, table: str) -> set[str]:
+    """The table's column names as `same_name` spells them for this database."""
+    dialect = connection.dialect.name
+    return {same_name(c["name"], dialect) for c in inspect(connection).get_columns(table)}
+
+
+def same_name(column: str, dialect: str) -> str:
+    """SQL Server's default collation and SQLite match column names regardless of case (and
+    Babelfish reflects them in lower case); PostgreSQL's quoted names are case-sensitive."""
+    return column if dialect == "postgresql" else column.casefold()
