@@ -187,6 +187,25 @@ def dispatcher(bench: Bench, db: BenchDatabase) -> None:
     _report_runs(bench, db, "4 dispatcher: worker", worker, note, "worker")
 
 
+def sql_server(bench: Bench, db: BenchDatabase) -> None:
+    """The SQL Server ceiling and drain, and the drain as a ratio of PostgreSQL's in this run."""
+    p, settings = bench.profile, bench.recommended
+    database_ceiling(bench, db)
+    runs = [drain_once(bench, db, p.drain_count, settings) for _ in range(p.heavy_runs)]
+    note = f"outbox drain, {settings.label()}, {p.drain_count:,} rows"
+    _report_runs(bench, db, "4 dispatcher: drain", runs, note, "drain")
+    postgres = bench.figures.get(f"drain_{bench.postgres.name}")
+    if postgres is None:
+        pg_runs = [
+            drain_once(bench, bench.postgres, p.drain_count, settings) for _ in range(p.heavy_runs)
+        ]
+        _report_runs(bench, bench.postgres, "4 dispatcher: drain", pg_runs, note, "drain")
+        postgres = bench.figures[f"drain_{bench.postgres.name}"]
+    ratio = [r.rate / postgres for r in runs]
+    bench.report.add(Row("4 dispatcher: drain", db.name, "÷ PostgreSQL drain", ratio))
+    bench.figures[f"drain_ratio_{db.name}"] = statistics.median(ratio)
+
+
 def _report_runs(
     bench: Bench, db: BenchDatabase, scenario: str, runs: list[Outcome], note: str, key: str
 ) -> None:

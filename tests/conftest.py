@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parent.parent
@@ -90,8 +91,17 @@ def mssql_url(mssql_server: str) -> Iterator[str]:
         yield make_url(mssql_server).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE [{name}]"))
+            drop_mssql_database(conn, name)
         admin.dispose()
+
+
+def drop_mssql_database(conn: Any, name: str) -> None:
+    """Drop it even where a test left pooled connections to it open."""
+    sessions = text("SELECT spid FROM sys.sysprocesses WHERE dbid = DB_ID(:name)")
+    for spid in conn.execute(sessions, {"name": name}).scalars().all():
+        with contextlib.suppress(DBAPIError):  # it may have ended meanwhile
+            conn.execute(text(f"KILL {int(spid)}"))
+    conn.execute(text(f"DROP DATABASE [{name}]"))
 
 
 def babelfish_start_script() -> Path | None:
