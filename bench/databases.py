@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from adapters.sql.engine import make_engine
+from adapters.sql.engine import fix_freetds_url, make_engine
 from adapters.sql.migrate import migrate
 
 TABLE = "Messages"
@@ -182,14 +182,14 @@ def mssql_database(name: str = PG_DATABASE) -> Iterator[str | None]:
     if not server:
         yield None
         return
-    admin = make_engine(server)
+    admin = create_engine(fix_freetds_url(make_url(server)), isolation_level="AUTOCOMMIT")
     drop = text(f"IF DB_ID('{name}') IS NOT NULL DROP DATABASE [{name}]")
     try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with admin.connect() as conn:
             conn.execute(drop)
             conn.execute(text(f"CREATE DATABASE [{name}]"))
         yield make_url(server).set(database=name).render_as_string(hide_password=False)
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with admin.connect() as conn:
             conn.execute(drop)
     finally:
         admin.dispose()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from adapters.sql.store import SqlOutboxStore
 from tests.contracts.store_contract import OutboxStoreContract
@@ -44,3 +45,13 @@ class TestMssqlOutboxStore(OutboxStoreContract):
 
     def upstream_resend(self, store: Any, message_id: int) -> None:
         upstream_resend(store, message_id)
+
+
+def test_an_error_the_server_already_rolled_back_surfaces_itself_not_error_3903(
+    migrated: SqlOutboxStore,
+) -> None:
+    with pytest.raises(DBAPIError) as raised, migrated.engine.begin() as conn:
+        conn.execute(text("SELECT CAST('not a number' AS INT)"))
+
+    assert "3903" not in str(raised.value)
+    assert "not a number" in str(raised.value) or "conversion" in str(raised.value).lower()
