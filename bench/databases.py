@@ -17,7 +17,7 @@ from adapters.sql.migrate import migrate
 
 TABLE = "Messages"
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-PG_DATABASE = "outbox_bench"
+PG_DATABASE = os.environ.get("OUTBOX_BENCH_PG_DATABASE", "outbox_bench")
 # a body like the seed's: a short sentence per user, ~60 characters
 MESSAGE_SQL = "'order ' || {g} || ' confirmed: your parcel ships today, thanks'"
 
