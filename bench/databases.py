@@ -190,6 +190,10 @@ def mssql_database(name: str = PG_DATABASE) -> Iterator[str | None]:
             conn.execute(text(f"CREATE DATABASE [{name}]"))
         yield make_url(server).set(database=name).render_as_string(hide_password=False)
         with admin.connect() as conn:
+            sessions = text(f"SELECT spid FROM sys.sysprocesses WHERE dbid = DB_ID('{name}')")
+            for spid in conn.execute(sessions).scalars().all():
+                with contextlib.suppress(Exception):  # it may have ended meanwhile
+                    conn.execute(text(f"KILL {int(spid)}"))
             conn.execute(drop)
     finally:
         admin.dispose()
