@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,8 @@ class Bench:
 
     def path(self, label: str) -> str:
         """A receiver path of its own for one run, so its arrivals can be told apart."""
-        return f"/{label}-{next(self._paths)}"
+        safe = re.sub(r"[^A-Za-z0-9_-]", "", label)  # a database name may hold spaces
+        return f"/{safe}-{next(self._paths)}"
 
     @property
     def postgres(self) -> BenchDatabase:

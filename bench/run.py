@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import behaviour, throughput
 from bench.context import Bench, Profile
-from bench.databases import BenchDatabase, postgres_database, sqlite_url
+from bench.databases import BenchDatabase, mssql_database, postgres_database, sqlite_url
 from bench.findings import FINDINGS
 from bench.nginx_receiver import nginx_receiver
 from bench.processes import Settings
@@ -29,6 +29,7 @@ from bench.report import machine, text_table, write_markdown
 from bench.targets import judge
 
 RECOMMENDED = Settings(batch_size=500, concurrency=64)
+MSSQL_NAME = "SQL Server (Babelfish stand-in)"
 
 QUICK = Profile(
     name="quick",
@@ -95,6 +96,8 @@ def main() -> None:
             )
             try:
                 _run_scenarios(bench, args.only)
+                if args.only is None or "mssql" in args.only:
+                    _sql_server(bench)
                 pg_version = _pg_version(bench)
             finally:
                 for db in databases:
@@ -174,6 +177,20 @@ def _run_scenarios(bench: Bench, only: list[str] | None) -> None:
             step()
 
 
+def _sql_server(bench: Bench) -> None:
+    """SQL Server (OUTBOX_BENCH_MSSQL_URL, else OUTBOX_TEST_MSSQL_URL: the stand-in) next to
+    PostgreSQL: database ceiling and drain, the drain as a ratio of PostgreSQL's in this run."""
+    with mssql_database() as url:
+        if url is None:
+            bench.report.notes.append("SQL Server rows skipped: no OUTBOX_BENCH_MSSQL_URL.")
+            return
+        db = BenchDatabase(MSSQL_NAME, url)
+        try:
+            throughput.sql_server(bench, db)
+        finally:
+            db.close()
+
+
 def _pg_version(bench: Bench) -> str:
     with bench.postgres.engine.connect() as conn:
         return str(conn.exec_driver_sql("SHOW server_version").scalar_one())
@@ -209,7 +226,7 @@ def _arguments() -> argparse.Namespace:
         "--only",
         action="append",
         help="run only these scenarios (repeatable): "
-        "http db seed dispatcher sweep scale latency memory claim",
+        "http db seed dispatcher sweep scale latency memory claim mssql",
     )
     parser.add_argument("--write", help="write the markdown report to this file")
     return parser.parse_args()

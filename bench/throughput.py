@@ -187,6 +187,27 @@ def dispatcher(bench: Bench, db: BenchDatabase) -> None:
     _report_runs(bench, db, "4 dispatcher: worker", worker, note, "worker")
 
 
+def sql_server(bench: Bench, db: BenchDatabase) -> None:
+    """The SQL Server ceiling and drain next to a PostgreSQL drain of as many rows in this run.
+
+    At least 20,000 rows: a new Babelfish session parses each statement shape slowly the first
+    time (seconds), so a few thousand rows would mostly measure start-up."""
+    p, settings = bench.profile, bench.recommended
+    count = max(p.drain_count, 20_000)
+    database_ceiling(bench, db)
+    note = f"outbox drain, {settings.label()}, {count:,} rows"
+    scenario = "4 dispatcher: drain, SQL Server vs PostgreSQL"
+    rates = {}
+    for each in (db, bench.postgres):
+        runs = [drain_once(bench, each, count, settings) for _ in range(p.heavy_runs)]
+        _report_runs(bench, each, scenario, runs, note, "versus")
+        rates[each.name] = [r.rate for r in runs]
+    postgres = statistics.median(rates[bench.postgres.name])
+    ratio = [r / postgres for r in rates[db.name]]
+    bench.report.add(Row(scenario, db.name, "÷ PostgreSQL drain (same run)", ratio))
+    bench.figures[f"drain_ratio_{db.name}"] = statistics.median(ratio)
+
+
 def _report_runs(
     bench: Bench, db: BenchDatabase, scenario: str, runs: list[Outcome], note: str, key: str
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from tests.throwaway_pg import ServerUnavailable, ThrowawayPostgres, find_bindir, stop_on_exit
 
@@ -144,10 +145,42 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'outbox.db'}"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mssql", marks=pytest.mark.mssql),
+    ]
+)
 def sql_url(request: pytest.FixtureRequest) -> str:
-    """Each SQL database in turn: a SQLite file, then a fresh PostgreSQL schema."""
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+    """Each SQL database in turn: a SQLite file, a fresh PostgreSQL schema, a fresh SQL Server
+    database."""
+    fixture = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mssql": "mssql_url"}
+    return str(request.getfixturevalue(fixture[request.param]))
+
+
+@pytest.fixture
+def mssql_url(mssql_server: str) -> Iterator[str]:
+    """A URL of a new, empty database on the SQL Server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(mssql_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE [{name}]"))
+    try:
+        yield make_url(mssql_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            drop_mssql_database(conn, name)
+        admin.dispose()
+
+
+def drop_mssql_database(conn: Any, name: str) -> None:
+    """Drop it even where a test left pooled connections to it open."""
+    sessions = text("SELECT spid FROM sys.sysprocesses WHERE dbid = DB_ID(:name)")
+    for spid in conn.execute(sessions, {"name": name}).scalars().all():
+        with contextlib.suppress(DBAPIError):  # it may have ended meanwhile
+            conn.execute(text(f"KILL {int(spid)}"))
+    conn.execute(text(f"DROP DATABASE [{name}]"))
 
 
 def babelfish_start_script() -> Path | None:

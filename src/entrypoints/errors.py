@@ -27,5 +27,15 @@ def describe_startup_error(error: Exception) -> str | None:
             if str(error.orig).strip()
             else type(error.orig).__name__
         )
-        return f"database error: {first}"
+        return f"database error: {first}{_odbc_hint(first)}"
     return None
+
+
+def _odbc_hint(message: str) -> str:
+    """unixODBC's "Can't open lib 'X'" means the ODBC driver named in the URL is not installed."""
+    if "Can't open lib" not in message and "Data source name not found" not in message:
+        return ""
+    return (
+        " (the ODBC driver named in the URL is not installed: for FreeTDS install Debian's "
+        "tdsodbc and unixodbc; or Microsoft's ODBC Driver 18 for SQL Server)"
+    )

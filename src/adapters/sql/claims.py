@@ -58,28 +58,34 @@ RETURNING {returning_bare}
 """
 
 # READPAST skips rows other claimers hold, UPDLOCK keeps ours until commit, ROWLOCK avoids
-# page locks. The join form (not UPDATE through the CTE, not MERGE) also runs on Babelfish.
-# OUTPUT goes INTO a table variable: a bare OUTPUT clause fails (error 334) on a table with
-# enabled triggers, which adopted legacy tables often have. Wide types: the table may be
-# adopted with wider columns than ours.
+# page locks. The ids come from a derived table joined to the target, which is named rather
+# than aliased: Babelfish turns `UPDATE m … FROM t m JOIN (…) c` into a plan that reruns the
+# derived table for every row of the table (and a CTE with OUTPUT INTO overflows its stack;
+# UPDATE through a CTE and MERGE are unsupported there); this form is plain T-SQL as well.
+# OUTPUT goes INTO a table variable, with a column list: a bare OUTPUT clause fails (error 334)
+# on a table with enabled triggers, which adopted legacy tables often have. Wide types: the
+# table may be adopted with wider columns than ours. NOCOUNT goes back OFF at the end because
+# Babelfish keeps it for the session, and later updates would report 0 rows.
 _MSSQL = """
 SET NOCOUNT ON;
-DECLARE @claimed TABLE (
-    ID BIGINT, UserID BIGINT, Message NVARCHAR(MAX), MessageType NVARCHAR(400),
-    ToSend SMALLINT, Attempts INT, NextAttemptAt DATETIME2, LeaseOwner NVARCHAR(400),
-    LeaseUntil DATETIME2, LeaseToken VARCHAR(80), IdempotencyKey VARCHAR(200),
-    Status NVARCHAR(MAX), SentAt DATETIME2
-);
-WITH c AS (
+DECLARE @claimed TABLE ({declare_columns});
+UPDATE {table} SET {set_target}
+OUTPUT {returning_inserted} INTO @claimed ({returning_bare})
+FROM (
     SELECT TOP (:limit) t.ID FROM {table} t WITH (ROWLOCK, UPDLOCK, READPAST)
     WHERE {due_t}{per_user} ORDER BY t.ID
-)
-UPDATE m SET {set_m}
-OUTPUT {returning_inserted} INTO @claimed
-FROM {table} m JOIN c ON m.ID = c.ID
-WHERE {due_m};
+) c
+WHERE {table}.ID = c.ID AND {due_target};
 SELECT {returning_bare} FROM @claimed;
+SET NOCOUNT OFF;
 """
+_MSSQL_TYPES = {
+    "ID": "BIGINT", "UserID": "BIGINT", "Message": "NVARCHAR(MAX)",
+    "MessageType": "NVARCHAR(400)", "ToSend": "SMALLINT", "Attempts": "INT",
+    "NextAttemptAt": "DATETIME2", "LeaseOwner": "NVARCHAR(400)", "LeaseUntil": "DATETIME2",
+    "LeaseToken": "VARCHAR(80)", "IdempotencyKey": "VARCHAR(200)", "Status": "NVARCHAR(MAX)",
+    "SentAt": "DATETIME2",
+}  # fmt: skip
 
 
 def claim_statement(table: Table, dialect: Dialect, per_user: bool) -> TextClause:
@@ -106,12 +112,14 @@ def _render(template: str, table: Table, dialect: Dialect, per_user: bool) -> st
         "due_index": q(index_names(table.name)["due"]),
         "per_user": _FIRST_OF_USER.format(table=quoted_table, a="t.") if per_user else "",
     }
-    for suffix, alias in (("t", "t."), ("m", "m."), ("bare", "")):
+    aliases = (("t", "t."), ("m", "m."), ("bare", ""), ("target", f"{quoted_table}."))
+    for suffix, alias in aliases:
         new = _NEW_REQUEST.format(a=alias)
         pieces[f"due_{suffix}"] = _DUE.format(a=alias)
         pieces[f"set_{suffix}"] = _SET.format(a=alias, new=new, key=key.format(a=alias))
         pieces[f"returning_{suffix}"] = ", ".join(f"{alias}{c}" for c in _COLUMNS)
     pieces["returning_inserted"] = ", ".join(f"inserted.{c}" for c in _COLUMNS)
+    pieces["declare_columns"] = ", ".join(f"{c} {_MSSQL_TYPES[c]}" for c in _COLUMNS)
     return _quote_columns(template.format(**pieces), q)
 
 

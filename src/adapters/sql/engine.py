@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from adapters.sql.odbc import require_odbc
 
@@ -27,9 +27,13 @@ def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int 
             "application_name": application_name(),
         }
     elif backend == "mssql":
+        # No fast_executemany: with FreeTDS it crashes the process (pyodbc issues #459, #381);
+        # the store's writes are one set-based statement per batch instead.
         options["connect_args"] = {"timeout": max(1, round(connect_timeout))}
-        options["fast_executemany"] = True
         options["isolation_level"] = "READ COMMITTED"
+        engine = create_engine(parsed, **options)
+        _tolerate_rollback_after_server_abort(engine)
+        return engine
     return create_engine(parsed, **options)
 
 
@@ -54,6 +58,21 @@ def fix_freetds_url(url: URL) -> URL:
         return url
     # `URL.set(port=None)` means "leave the port"; `_replace` really drops it.
     return url._replace(port=None).update_query_dict({"port": str(url.port)})
+
+
+def _tolerate_rollback_after_server_abort(engine: Engine) -> None:
+    """Some errors end the transaction on the server (always, on Babelfish): the driver's own
+    rollback then fails with 3903, which would hide the error that caused it. Ignore that one."""
+    plain_rollback = engine.dialect.do_rollback
+
+    def do_rollback(dbapi_connection: PoolProxiedConnection) -> None:
+        try:
+            plain_rollback(dbapi_connection)
+        except Exception as error:
+            if "(3903)" not in str(error):
+                raise
+
+    setattr(engine.dialect, "do_rollback", do_rollback)  # noqa: B010 - this engine's only
 
 
 def _sqlite_engine(url: URL) -> Engine:

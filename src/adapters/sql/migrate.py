@@ -6,7 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,11 +33,62 @@ def check_schema(engine: Engine, table: str = "Messages") -> None:
     """Refuse to start on a database `outbox migrate` has not prepared, with one clear line."""
     from adapters.sql.schema import dispatcher_columns, seed_columns
 
-    inspector = inspect(engine)
-    if not inspector.has_table(table):
-        raise SchemaError(f"table {table!r} does not exist: run `outbox migrate` first")
-    present = {column["name"] for column in inspector.get_columns(table)}
+    with engine.connect() as connection:
+        if not has_table(connection, table):
+            raise SchemaError(f"table {table!r} does not exist: run `outbox migrate` first")
+        present = column_names(connection, table)
     wanted = [c.name for c in (*seed_columns(), *dispatcher_columns())]
-    missing = [name for name in wanted if name not in present]
+    missing = [name for name in wanted if same_name(name, connection.dialect.name) not in present]
     if missing:
         raise SchemaError(f"table {table!r} lacks {', '.join(missing)}: run `outbox migrate`")
+
+
+def has_table(connection: Connection, table: str) -> bool:
+    if connection.dialect.name == "mssql":
+        found = connection.execute(text("SELECT OBJECT_ID(:t, 'U')"), {"t": _bracketed(table)})
+        return found.scalar() is not None
+    return inspect(connection).has_table(table)
+
+
+def column_names(connection: Connection, table: str) -> set[str]:
+    """The table's column names as `same_name` spells them for this database."""
+    return set(column_defaults(connection, table))
+
+
+def column_defaults(connection: Connection, table: str) -> dict[str, str | None]:
+    """Column name (as `same_name` spells it) → its default's SQL text, if any.
+
+    SQL Server: one INFORMATION_SCHEMA query, not the inspector's joins over the catalog
+    views, which take seconds each on Babelfish."""
+    dialect = connection.dialect.name
+    if dialect == "mssql":
+        rows = [(str(n), d) for n, d in connection.execute(_MSSQL_COLUMNS, {"t": table})]
+    else:
+        rows = [(c["name"], c.get("default")) for c in inspect(connection).get_columns(table)]
+    return {same_name(name, dialect): default for name, default in rows}
+
+
+def existing_index_names(connection: Connection, table: str) -> list[str]:
+    if connection.dialect.name == "mssql":
+        found = connection.execute(_MSSQL_INDEXES, {"t": _bracketed(table)}).scalars()
+        names = [name for name in found if name]
+    else:
+        names = [i["name"] or "" for i in inspect(connection).get_indexes(table)]
+    return [same_name(name, connection.dialect.name) for name in names]
+
+
+def same_name(column: str, dialect: str) -> str:
+    """SQL Server's default collation and SQLite match column names regardless of case (and
+    Babelfish reflects them in lower case); PostgreSQL's quoted names are case-sensitive."""
+    return column if dialect == "postgresql" else column.casefold()
+
+
+def _bracketed(table: str) -> str:
+    return "[" + table.replace("]", "]]") + "]"
+
+
+_MSSQL_COLUMNS = text(
+    "SELECT COLUMN_NAME, COLUMN_DEFAULT FROM INFORMATION_SCHEMA.COLUMNS "
+    "WHERE TABLE_NAME = :t AND TABLE_SCHEMA = SCHEMA_NAME() ORDER BY ORDINAL_POSITION"
+)
+_MSSQL_INDEXES = text("SELECT name FROM sys.indexes WHERE object_id = OBJECT_ID(:t, 'U')")

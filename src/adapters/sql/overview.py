@@ -41,9 +41,12 @@ def read_overview(conn: Connection, table: Table, now: datetime, dead_limit: int
             select(t.LeaseOwner, func.count()).where(t.ToSend == 2).group_by(t.LeaseOwner)
         )
     }
-    dead_rows = conn.execute(
-        select(table).where(t.ToSend == 3).order_by(t.ID.desc()).limit(dead_limit)
-    ).mappings()
+    # Fetched in full before the next query: FreeTDS has no MARS, one open result at a time.
+    dead_rows = (
+        conn.execute(select(table).where(t.ToSend == 3).order_by(t.ID.desc()).limit(dead_limit))
+        .mappings()
+        .all()
+    )
     return Overview(
         counts=counts,
         oldest_pending_age_seconds=oldest_due_age(conn, table, now),

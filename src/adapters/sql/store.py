@@ -6,15 +6,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Engine, Update, bindparam, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from adapters.sql import claims
+from adapters.sql import acks, claims
+from adapters.sql.acks import batch_document
 from adapters.sql.mapping import (
-    LIFECYCLE_COLUMNS,
     history_row,
     lifecycle_values,
     to_attempt,
@@ -45,7 +45,8 @@ class SqlOutboxStore:
             per_user: claims.claim_statement(self.table, engine.dialect, per_user)
             for per_user in (False, True)
         }
-        self._ack = self._ack_statement()
+        self._ack = acks.ack_statement(self.table, engine.dialect)
+        self._history = acks.history_statement(self.history, engine.dialect)
 
     def claim(
         self,
@@ -78,16 +79,15 @@ class SqlOutboxStore:
         if not messages:
             return AckResult(written=0)
 
+        document = batch_document({"ID": m.id, **lifecycle_values(m)} for m in messages)
+
         def run(conn: Connection) -> AckResult:
-            held = self._held(conn, token, [m.id for m in messages])
-            mine = [m for m in messages if m.id in held]
-            if mine:
-                conn.execute(self._ack, [self._ack_params(token, m) for m in mine])
-            history = [history_row(a) for a in attempts if a.message_id in held]
+            written = set(conn.execute(self._ack, {"batch": document, "token": token}).scalars())
+            history = [history_row(a) for a in attempts if a.message_id in written]
             if history:
-                conn.execute(self.history.insert(), history)
-            refused = tuple(m.id for m in messages if m.id not in held)
-            return AckResult(written=len(mine), refused_ids=refused)
+                conn.execute(self._history, {"batch": batch_document(history)})
+            refused = tuple(m.id for m in messages if m.id not in written)
+            return AckResult(written=len(written), refused_ids=refused)
 
         result = self._transaction(run)
         if result.refused_ids:
@@ -173,32 +173,6 @@ class SqlOutboxStore:
         return self._transaction(lambda conn: conn.execute(statement).rowcount)
 
     # --- helpers -----------------------------------------------------------
-
-    def _held(self, conn: Connection, token: str, ids: list[int]) -> set[int]:
-        t = self.table.c
-        query = (
-            select(t.ID)
-            .where(t.ID.in_(ids), t.LeaseToken == token, t.ToSend == 2)
-            .order_by(t.ID)
-            .with_for_update()
-            .with_hint(self.table, "WITH (UPDLOCK, ROWLOCK)", "mssql")
-        )
-        return set(conn.execute(query).scalars())
-
-    def _ack_statement(self) -> Update:
-        t = self.table.c
-        values: dict[str, Any] = {n: bindparam(f"v_{n}") for n in LIFECYCLE_COLUMNS}
-        return (
-            update(self.table)
-            .where(t.ID == bindparam("b_id"), t.LeaseToken == bindparam("b_token"), t.ToSend == 2)
-            .values(**values)
-        )
-
-    @staticmethod
-    def _ack_params(token: str, message: Message) -> dict[str, object]:
-        params: dict[str, object] = {f"v_{k}": v for k, v in lifecycle_values(message).items()}
-        params.update(b_id=message.id, b_token=token)
-        return params
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         for attempt in range(1, _RETRIES + 1):
