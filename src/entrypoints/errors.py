@@ -7,7 +7,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from adapters.sql.migrate import SchemaError
 from adapters.targets import TargetError
 from application.message_types import MessageTypeError
-from domain.errors import DuplicateMessageType
+from domain.errors import DuplicateMessageType, one_line
 from entrypoints.config import ConfigError
 
 _ONE_LINE = (ConfigError, SchemaError, TargetError, MessageTypeError, DuplicateMessageType)
@@ -19,10 +19,5 @@ def describe_startup_error(error: Exception) -> str | None:
     if isinstance(error, (ArgumentError, NoSuchModuleError)):
         return f"OUTBOX_DATABASE_URL is not a usable SQLAlchemy URL: {error}"
     if isinstance(error, DBAPIError):
-        first = (
-            str(error.orig).strip().splitlines()[0]
-            if str(error.orig).strip()
-            else type(error.orig).__name__
-        )
-        return f"database error: {first}"
+        return f"database error: {one_line(error.orig or error, limit=400)}"
     return None
