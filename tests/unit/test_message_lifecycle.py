@@ -220,7 +220,8 @@ def test_requeue_of_a_dead_message_is_a_fresh_request() -> None:
         requeued.attempts,
         requeued.next_attempt_at,
         requeued.idempotency_key,
-    ) == (State.PENDING, 0, None, None)
+        requeued.status,
+    ) == (State.PENDING, 0, None, None, "requeued: by outbox retry")
 
 
 def test_a_requeued_message_is_claimed_with_a_new_key() -> None:
