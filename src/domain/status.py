@@ -11,14 +11,14 @@ MAX_LENGTH = 400
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
-def one_line(text: str, limit: int) -> str:
+def flatten(text: str, limit: int) -> str:
     """`text` as one printable line of at most `limit` characters; "…" marks a cut."""
     flat = _UNPRINTABLE.sub(" ", text).strip()
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def bounded(line: str) -> str:
-    return one_line(line, MAX_LENGTH)
+    return flatten(line, MAX_LENGTH)
 
 
 def sent(result: DeliveryResult, attempt: int, key: str) -> str:
