@@ -293,6 +293,6 @@ def test_negative_attempts_are_refused() -> None:
 
 
 def test_the_state_is_stored_as_the_tosend_number() -> None:
-    message = Message(id=1, user_id=1, body="x", state=3)  # type: ignore[arg-type]
+    message = Message(id=1, user_id=1, body="x", state=3)
 
     assert message.state is State.DEAD and int(message.state) == 3
