@@ -14,15 +14,8 @@ from collections.abc import Callable
 import aiohttp
 import attrs
 
-from adapters.aiohttp_transport import httpx_error_for
-from adapters.http import (
-    RETRY_AFTER_STATUSES,
-    attempt_within,
-    excerpt,
-    parse_retry_after,
-    since,
-)
-from adapters.public_resolver import resolver_for
+from adapters.aiohttp_transport import httpx_error_for, pooled_session
+from adapters.http import attempt_within, excerpt, read_at_most, retry_after, since
 from adapters.webhooks import WebhookHeaders
 from domain.delivery import DeliveryRequest, DeliveryResult
 
@@ -73,49 +66,29 @@ class AiohttpMessageSender:
         async with session.post(
             request.url, data=request.body, headers=headers, allow_redirects=False
         ) as response:
-            head = await _read_at_most(response.content, self._options.max_response_bytes)
+            head = await read_at_most(response.content.iter_any(), self._options.max_response_bytes)
             return DeliveryResult(
                 status_code=response.status,
                 latency_ms=since(started),
-                retry_after_seconds=self._retry_after(response),
+                retry_after_seconds=retry_after(
+                    response.status, response.headers.get("Retry-After"), self._timestamp()
+                ),
                 excerpt=excerpt(head, self._options.excerpt_chars),
             )
-
-    def _retry_after(self, response: aiohttp.ClientResponse) -> float | None:
-        if response.status not in RETRY_AFTER_STATUSES:
-            return None
-        return parse_retry_after(response.headers.get("Retry-After"), self._timestamp())
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             options = self._options
-            connector = aiohttp.TCPConnector(
+            self._session = pooled_session(
                 limit=options.concurrency,
-                keepalive_timeout=options.keepalive_seconds,
-                ssl=ssl.create_default_context(),  # always verified; no setting turns it off
-                resolver=resolver_for(options.allow_private),
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
+                keepalive_seconds=options.keepalive_seconds,
+                ssl_context=ssl.create_default_context(),  # always verified; nothing turns it off
+                allow_private=options.allow_private,
                 timeout=aiohttp.ClientTimeout(
                     sock_connect=options.connect_timeout, sock_read=options.timeout
                 ),
             )
         return self._session
-
-
-async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """Up to `limit` bytes of the raw body; the rest is never read (the connection is dropped)."""
-    received = bytearray()
-    while len(received) < limit:
-        chunk = await stream.readany()
-        if not chunk:
-            break
-        received += chunk[: limit - len(received)]
-    return bytes(received)
 
 
 def _httpx_style_name(error: Exception) -> str:

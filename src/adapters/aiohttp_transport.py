@@ -37,6 +37,32 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 )
 
 
+def pooled_session(
+    *,
+    limit: int,
+    keepalive_seconds: float,
+    ssl_context: ssl.SSLContext,
+    allow_private: bool,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> aiohttp.ClientSession:
+    """A keep-alive pool for both senders: bytes as sent (no decompression), no cookies kept,
+    no proxy from the environment; unless `allow_private`, names resolving to non-public
+    addresses are refused on every new connection."""
+    connector = aiohttp.TCPConnector(
+        limit=limit,
+        keepalive_timeout=keepalive_seconds,
+        ssl=ssl_context,
+        resolver=resolver_for(allow_private),
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        timeout=timeout,
+    )
+
+
 def httpx_error_for(error: BaseException) -> type[httpx.TransportError] | None:
     """The httpx exception class that names this aiohttp failure, as httpx itself would."""
     return next((target for source, target in _ERRORS if isinstance(error, source)), None)
@@ -113,14 +139,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            self._session = pooled_session(
                 limit=self._limits.max_connections or 0,
-                keepalive_timeout=self._limits.keepalive_expiry or 0,
-                ssl=self._ssl,
-                resolver=resolver_for(self._allow_private),
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+                keepalive_seconds=self._limits.keepalive_expiry or 0,
+                ssl_context=self._ssl,
+                allow_private=self._allow_private,
             )
         return self._session
 

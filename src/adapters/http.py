@@ -8,7 +8,7 @@ import http.cookiejar
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
@@ -17,12 +17,12 @@ import httpx
 from adapters.aiohttp_transport import AiohttpTransport
 from adapters.webhooks import WebhookHeaders
 from domain.delivery import DeliveryRequest, DeliveryResult
+from domain.status import flatten
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 _DELTA_SECONDS = re.compile(r"^\d{1,10}$")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class HttpxMessageSender:
@@ -67,13 +67,15 @@ class HttpxMessageSender:
     async def _post(self, request: DeliveryRequest, started: float) -> DeliveryResult:
         response = await self._client.send(self._request(request), stream=True)
         try:
-            head = await _read_at_most(response, self._max_response_bytes)
+            head = await _read_head(response, self._max_response_bytes)
         finally:
             await response.aclose()
         return DeliveryResult(
             status_code=response.status_code,
             latency_ms=since(started),
-            retry_after_seconds=self._retry_after(response),
+            retry_after_seconds=retry_after(
+                response.status_code, response.headers.get("retry-after"), self._timestamp()
+            ),
             excerpt=excerpt(head, self._excerpt_chars),
         )
 
@@ -87,11 +89,6 @@ class HttpxMessageSender:
             content=request.body,
             extensions={"timeout": self._timeouts},
         )
-
-    def _retry_after(self, response: httpx.Response) -> float | None:
-        if response.status_code not in RETRY_AFTER_STATUSES:
-            return None
-        return parse_retry_after(response.headers.get("retry-after"), self._timestamp())
 
 
 def _deadline(timeout: httpx.Timeout) -> float | None:
@@ -121,6 +118,11 @@ async def attempt_within(
         return DeliveryResult(error=name, latency_ms=since(started))
 
 
+def retry_after(status: int, value: str | None, now: float) -> float | None:
+    """Seconds a 429 or 503 asks to wait by its `Retry-After`; None for any other status."""
+    return parse_retry_after(value, now) if status in RETRY_AFTER_STATUSES else None
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP-date); None if garbage."""
     if value is None:
@@ -138,23 +140,24 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 def excerpt(head: bytes, limit: int) -> str:
-    text = head[: limit * 4].decode("utf-8", errors="replace")
-    flat = _UNPRINTABLE.sub(" ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return flatten(head[: limit * 4].decode("utf-8", errors="replace"), limit)
 
 
-async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
-    """Read up to `limit` bytes of the undecoded body; closing the rest drops the connection."""
-    try:
-        return response.content[:limit]  # already read by the transport (httpx.MockTransport)
-    except httpx.ResponseNotRead:
-        pass
+async def read_at_most(chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """Up to `limit` bytes of a raw body; the rest is never read (the connection is dropped)."""
     received = bytearray()
-    async for chunk in response.aiter_raw():
+    async for chunk in chunks:
         received += chunk[: limit - len(received)]
         if len(received) >= limit:
             break
     return bytes(received)
+
+
+async def _read_head(response: httpx.Response, limit: int) -> bytes:
+    try:
+        return response.content[:limit]  # already read by the transport (httpx.MockTransport)
+    except httpx.ResponseNotRead:
+        return await read_at_most(response.aiter_raw(), limit)
 
 
 def since(started: float) -> float:

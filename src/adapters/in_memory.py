@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
-from application.ports import AckResult, Attempt, NewMessage, Overview
+from adapters.clock import SystemClock
+from application.ports import AckResult, Attempt, Clock, NewMessage, Overview
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message, State
 
@@ -30,10 +31,15 @@ class ManualClock:
 
 
 class InMemoryOutboxStore:
-    """The outbox table as a dict, with the claim and fencing rules of the SQL stores."""
+    """The outbox table as a dict, with the claim and fencing rules of the SQL stores.
 
-    def __init__(self, history_limit: int = 10_000) -> None:
+    `clock` stamps when each row was enqueued, as the SQL stores' `CreatedAt` does.
+    """
+
+    def __init__(self, history_limit: int = 10_000, clock: Clock | None = None) -> None:
         self._rows: dict[int, Message] = {}
+        self._enqueued_at: dict[int, datetime] = {}
+        self._clock = clock or SystemClock()
         self._attempts: list[Attempt] = []
         self._history_limit = history_limit
         self._next_id = 1
@@ -87,6 +93,7 @@ class InMemoryOutboxStore:
         """Put a row exactly as given, as an upstream system or a test would."""
         with self._lock:
             self._rows[message.id] = message
+            self._enqueued_at.setdefault(message.id, self._clock.now())
             self._next_id = max(self._next_id, message.id + 1)
 
     def get(self, message_id: int) -> Message | None:
@@ -121,7 +128,11 @@ class InMemoryOutboxStore:
         )
 
     def oldest_due_age(self, now: datetime) -> float | None:
-        due_since = [m.next_attempt_at or now for m in self._rows.values() if m.is_due(now)]
+        due_since = [
+            m.next_attempt_at or self._enqueued_at[m.id]
+            for m in self._rows.values()
+            if m.is_due(now)
+        ]
         return (now - min(due_since)).total_seconds() if due_since else None
 
     def unfinished(self) -> int:
@@ -144,6 +155,7 @@ class InMemoryOutboxStore:
     def _insert(self, new: NewMessage) -> int:
         message_id = self._next_id
         self._next_id += 1
+        self._enqueued_at[message_id] = self._clock.now()
         self._rows[message_id] = Message(
             id=message_id,
             user_id=new.user_id,
@@ -192,11 +204,10 @@ class RecordingMessageSender:
     def __init__(self, responder: Responder = always_ok) -> None:
         self.requests: list[DeliveryRequest] = []
         self._responder = responder
-        self.closed = False
 
     async def send(self, request: DeliveryRequest) -> DeliveryResult:
         self.requests.append(request)
         return self._responder(request)
 
     async def aclose(self) -> None:
-        self.closed = True
+        """Nothing to close."""

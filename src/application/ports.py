@@ -38,7 +38,7 @@ class NewMessage:
 
 @attrs.frozen(kw_only=True)
 class Overview:
-    """What `outbox status` shows."""
+    """What `outbox status` shows. `counts` has every `ToSend` state, 0 where no row is."""
 
     counts: dict[int, int]
     oldest_pending_age_seconds: float | None

@@ -13,7 +13,7 @@ import attrs
 
 from application.ports import Attempt, Clock, MessageSender, OutboxStore
 from domain.delivery import DeliveryRequest, DeliveryResult, Verdict, classify
-from domain.errors import InvalidMessage
+from domain.errors import InvalidMessage, one_line
 from domain.message_type import MessageTypes
 from domain.model import Message, State
 from domain.retry import RetryPolicy
@@ -75,10 +75,6 @@ class Summary:
             name = item.kind.value
             setattr(self, name, getattr(self, name) + 1)
 
-    def add(self, other: Summary) -> None:
-        for field in attrs.fields(Summary):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
-
 
 class Dispatcher:
     """Applies claim → send → ack; every decision about a message is the domain's."""
@@ -134,7 +130,7 @@ class Dispatcher:
         except InvalidMessage as error:
             return Settled(message=message.reject(error.reason), kind=Kind.INVALID)
         except Exception as error:  # a bug in a message type marks its row, not the batch
-            reason = f"message type {message.message_type!r} failed: {_describe(error)}"
+            reason = f"message type {message.message_type!r} failed: {one_line(error)}"
             return Settled(message=message.reject(reason), kind=Kind.INVALID)
         assert message.idempotency_key is not None
         return DeliveryRequest(
@@ -169,7 +165,7 @@ class Dispatcher:
         try:
             result = await self.sender.send(prepared)
         except Exception as error:  # a sender bug is a failed attempt, retried like any other
-            result = DeliveryResult(error=_describe(error))
+            result = DeliveryResult(error=one_line(error))
         return self.settle(message, result, started_at)
 
     def release(self, message: Message) -> Settled:
@@ -202,7 +198,3 @@ class Dispatcher:
                 return await self.deliver(message)
 
         return list(await asyncio.gather(*(bounded(m) for m in messages)))
-
-
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"

@@ -1,3 +1,5 @@
+"""The domain's exceptions, and how any exception is told in one line."""
+
 class DomainError(Exception):
     """A rule of the message lifecycle was broken."""
 
@@ -16,3 +18,9 @@ class InvalidMessage(DomainError):
 
 class DuplicateMessageType(DomainError):
     """Two modules claim the same message type name."""
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception for a log or Status line: its class, then its message's first line."""
+    first = next(iter(str(error).strip().splitlines()), "")
+    return (f"{type(error).__name__}: {first}" if first else type(error).__name__)[:limit]

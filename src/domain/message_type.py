@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from domain.errors import DuplicateMessageType, InvalidMessage
 from domain.model import Message
+
+MAX_MESSAGE_CHARS = 256 * 1024
 
 
 class MessageType(Protocol):
@@ -26,6 +28,17 @@ class MessageType(Protocol):
         """Return the JSON object to POST for a row that passed `validate`; may raise
         `InvalidMessage` too, for checks that need the parsed body."""
         ...
+
+
+class TextMessageType:
+    """Base for the common kind of type: `Message` is text (not NULL, not blank, at most
+    `max_chars`, valid Unicode) for a positive `UserID`. Subclasses add `name` and `build`."""
+
+    max_chars: ClassVar[int] = MAX_MESSAGE_CHARS
+
+    def validate(self, message: Message) -> None:
+        require_user(message)
+        require_text(message, self.max_chars)
 
 
 class MessageTypes(Mapping[str, MessageType]):

@@ -126,7 +126,12 @@ class Message:
         if self.state is not State.DEAD:
             raise IllegalTransition(f"message {self.id} is {self.state.name}, only DEAD requeues")
         return attrs.evolve(
-            self, state=State.PENDING, attempts=0, next_attempt_at=None, idempotency_key=None
+            self,
+            state=State.PENDING,
+            attempts=0,
+            next_attempt_at=None,
+            idempotency_key=None,
+            status=status.requeued(),
         )
 
     def _key(self) -> str:

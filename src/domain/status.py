@@ -11,11 +11,14 @@ MAX_LENGTH = 400
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
+def flatten(text: str, limit: int) -> str:
+    """`text` as one printable line of at most `limit` characters; "…" marks a cut."""
+    flat = _UNPRINTABLE.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def bounded(line: str) -> str:
-    flat = _UNPRINTABLE.sub(" ", line).strip()
-    if len(flat) <= MAX_LENGTH:
-        return flat
-    return flat[: MAX_LENGTH - 1] + "…"
+    return flatten(line, MAX_LENGTH)
 
 
 def sent(result: DeliveryResult, attempt: int, key: str) -> str:
@@ -42,6 +45,10 @@ def gave_up(reason: str) -> str:
 
 def invalid(reason: str) -> str:
     return bounded(f"invalid: {reason}")
+
+
+def requeued() -> str:
+    return "requeued: by outbox retry"
 
 
 def _excerpt(result: DeliveryResult) -> str:

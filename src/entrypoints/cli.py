@@ -66,6 +66,7 @@ def migrate() -> None:
     container = build()
     settings = container.settings()
     run_migrations(container.engine(), settings.table)
+    container.shutdown_resources()
     click.echo(f"migrated table {settings.table!r} at {_safe_url(settings.database_url)}")
 
 
@@ -123,13 +124,15 @@ def enqueue(user_id: int, message: str, message_type: str, count: int) -> None:
     from application.ports import NewMessage
     from entrypoints.container import build
 
-    store = build().store()
+    container = build()
+    store = container.store()
     new = NewMessage(user_id=user_id, body=message, message_type=message_type)
     first = last = None
     for start in range(0, count, 5000):
         ids = store.enqueue([new] * min(5000, count - start))
         first = first if first is not None else ids[0]
         last = ids[-1]
+    container.shutdown_resources()
     click.echo(f"enqueued {count} row(s), ids {first}..{last}")
 
 
@@ -144,6 +147,7 @@ def status(as_json: bool, dead_limit: int) -> None:
 
     container = build()
     overview = container.store().overview(container.clock().now(), dead_limit)
+    container.shutdown_resources()
     click.echo(render_overview(overview, as_json=as_json))
 
 
@@ -157,7 +161,9 @@ def retry(ids: tuple[int, ...], all_dead: bool) -> None:
 
     if bool(ids) == all_dead:
         raise click.UsageError("give either --id N (repeatable) or --all-dead")
-    count = build().store().requeue_dead(None if all_dead else list(ids))
+    container = build()
+    count = container.store().requeue_dead(None if all_dead else list(ids))
+    container.shutdown_resources()
     click.echo(f"re-queued {count} dead row(s)")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
@@ -18,6 +18,7 @@ from adapters.sql.engine import make_engine
 from adapters.sql.store import SqlOutboxStore
 from application.message_types import BUILT_IN, discover
 from application.pipeline import Pipeline, PipelineSettings
+from application.ports import MessageSender
 from application.service import Dispatcher, DispatchSettings, Targets
 from domain.message_type import MessageTypes
 from domain.retry import RetryPolicy
@@ -39,6 +40,18 @@ def _engine(settings: Settings) -> Iterator[Engine]:
     )
     yield engine
     engine.dispose()
+
+
+def _sql_store(engine: Engine, table: str) -> Iterator[SqlOutboxStore]:
+    store = SqlOutboxStore(engine, table)
+    yield store
+    store.close()
+
+
+async def _closed_at_shutdown(sender: MessageSender) -> AsyncIterator[MessageSender]:
+    """A sender opens its pool lazily, in the loop that sends; this closes it in that loop."""
+    yield sender
+    await sender.aclose()
 
 
 def _store_kind(settings: Settings) -> str:
@@ -90,7 +103,7 @@ class Container(containers.DeclarativeContainer):
     engine = providers.Resource(_engine, settings)
     store = providers.Selector(
         providers.Callable(_store_kind, settings),
-        sql=providers.Singleton(SqlOutboxStore, engine, table=settings.provided.table),
+        sql=providers.Resource(_sql_store, engine, table=settings.provided.table),
         memory=providers.Singleton(InMemoryOutboxStore),
     )
     message_types = providers.Singleton(_message_types, settings)
@@ -116,6 +129,7 @@ class Container(containers.DeclarativeContainer):
             user_agent=providers.Callable(user_agent),
         ),
     )
+    sender_pool = providers.Resource(_closed_at_shutdown, sender)
     dispatcher = providers.Singleton(
         Dispatcher,
         store=store,
@@ -133,11 +147,24 @@ class Container(containers.DeclarativeContainer):
     pipeline = providers.Factory(Pipeline, dispatcher, pipeline_settings)
 
 
-def build(env: Mapping[str, str] | None = None, **overrides: object) -> Container:
+def build(env: Mapping[str, str] | None = None) -> Container:
     """A container for the given environment (default: the process's)."""
-    settings = Settings.from_env(os.environ if env is None else env)
-    if overrides:
-        import attrs
+    return Container(settings=Settings.from_env(os.environ if env is None else env))
 
-        settings = attrs.evolve(settings, **overrides)  # type: ignore[arg-type]
-    return Container(settings=settings)
+
+async def hold_sender_pool(container: Container) -> None:
+    """From here on `release` closes the sender's pool, in this event loop."""
+    await _settled(container.sender_pool.init())
+
+
+async def release(container: Container) -> None:
+    """Close what the container opened (sender pool, store, engine), dependents first.
+
+    Outside an event loop, where `hold_sender_pool` never ran, `container.shutdown_resources()`
+    does the same."""
+    await _settled(container.shutdown_resources())
+
+
+async def _settled(pending: Awaitable[object] | None) -> None:
+    if pending is not None:
+        await pending

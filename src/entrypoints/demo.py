@@ -20,7 +20,7 @@ from adapters.sql.migrate import migrate
 from application.ports import Attempt, NewMessage
 from application.service import Summary
 from entrypoints import logs
-from entrypoints.container import Container, build
+from entrypoints.container import Container, build, release
 from entrypoints.receiver import build_app
 from entrypoints.worker import run
 
@@ -57,6 +57,7 @@ async def _demo(console: Console, path: Path, secret: str) -> None:
         await _prepare(console, container)
         summary = await run(container, "settle")
         _print_rows(console, container)
+        await release(container)
         stats = await _receiver_stats(port)
         console.print(f"[bold]dispatcher[/]: {_summary_words(summary)}")
         console.print(f"[bold]receiver[/]: {_tally(stats)}")

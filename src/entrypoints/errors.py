@@ -8,7 +8,7 @@ from adapters.sql.migrate import SchemaError
 from adapters.sql.odbc import OdbcMissing
 from adapters.targets import TargetError
 from application.message_types import MessageTypeError
-from domain.errors import DuplicateMessageType
+from domain.errors import DuplicateMessageType, one_line
 from entrypoints.config import ConfigError
 
 _ONE_LINE = (
@@ -22,11 +22,7 @@ def describe_startup_error(error: Exception) -> str | None:
     if isinstance(error, (ArgumentError, NoSuchModuleError)):
         return f"OUTBOX_DATABASE_URL is not a usable SQLAlchemy URL: {error}"
     if isinstance(error, DBAPIError):
-        first = (
-            str(error.orig).strip().splitlines()[0]
-            if str(error.orig).strip()
-            else type(error.orig).__name__
-        )
+        first = one_line(error.orig or error, limit=400)
         return f"database error: {first}{_odbc_hint(first)}"
     return None
 

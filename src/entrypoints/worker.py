@@ -19,7 +19,7 @@ from adapters.targets import check_target
 from application.pipeline import Pipeline
 from application.ports import OutboxStore
 from application.service import Summary
-from entrypoints.container import Container
+from entrypoints.container import Container, hold_sender_pool, release
 from entrypoints.metrics import Liveness, PrometheusObserver, metrics_app
 
 log = logging.getLogger("outbox.worker")
@@ -80,6 +80,7 @@ async def run(
         settings.concurrency,
         supports,
     )
+    await hold_sender_pool(container)
     try:
         return await _dispatch(container, pipeline, mode, stop)
     finally:
@@ -162,8 +163,7 @@ async def _close(
     await asyncio.gather(*helpers, return_exceptions=True)
     if runner is not None:
         await runner.cleanup()
-    await _quietly(container.sender().aclose())
-    container.store().close()
+    await _quietly(release(container))
 
 
 async def _quietly(awaitable: Awaitable[None]) -> None:

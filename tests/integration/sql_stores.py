@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import ClassVar
 
-from sqlalchemy import Engine, MetaData, Table, inspect, update
+from hypothesis import settings
+from sqlalchemy import Engine, MetaData, Table, delete, inspect, select, update
 
 from adapters.sql.engine import make_engine
+from adapters.sql.mapping import to_message
 from adapters.sql.migrate import migrate, version_table
 from adapters.sql.schema import history_name
 from adapters.sql.store import SqlOutboxStore
+from domain.model import Message
+from tests.contracts.store_contract import OutboxStoreContract, lifecycle_settings
 
 
 def migrated_store(url: str, table: str = "Messages") -> SqlOutboxStore:
@@ -19,10 +23,27 @@ def migrated_store(url: str, table: str = "Messages") -> SqlOutboxStore:
     return SqlOutboxStore(engine, table)
 
 
-def upstream_resend(store: Any, message_id: int) -> None:
-    """What the upstream system does to have a row sent again: `ToSend = 1`, nothing else."""
-    with store.engine.begin() as conn:
-        conn.execute(update(store.table).where(store.table.c.ID == message_id).values(ToSend=1))
+class SqlStoreContract(OutboxStoreContract[SqlOutboxStore]):
+    """The store contract's hooks for a SQL store; each database's module adds the fixture."""
+
+    # Each step is a few round trips: fewer, shorter runs keep a database's run to seconds.
+    lifecycle: ClassVar[settings] = lifecycle_settings(examples=15, steps=25)
+
+    def upstream_resend(self, store: SqlOutboxStore, message_id: int) -> None:
+        t = store.table
+        with store.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.ID == message_id).values(ToSend=1))
+
+    def emptied(self, store: SqlOutboxStore) -> SqlOutboxStore:
+        with store.engine.begin() as conn:
+            conn.execute(delete(store.history))
+            conn.execute(delete(store.table))
+        return store
+
+    def all_rows(self, store: SqlOutboxStore) -> list[Message]:
+        query = select(store.table).order_by(store.table.c.ID)
+        with store.engine.connect() as conn:
+            return [to_message(row) for row in conn.execute(query).mappings()]
 
 
 def drop_outbox_tables(engine: Engine, table: str) -> None:

@@ -8,19 +8,17 @@ is slow on SQL Server's catalog views, several seconds on Babelfish.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from adapters.sql.store import SqlOutboxStore
-from tests.contracts.store_contract import OutboxStoreContract
 from tests.integration.sql_stores import (
+    SqlStoreContract,
     drop_outbox_tables,
     migrated_store,
     unique_table,
-    upstream_resend,
 )
 
 pytestmark = pytest.mark.mssql
@@ -28,6 +26,7 @@ pytestmark = pytest.mark.mssql
 
 @pytest.fixture(scope="module")
 def migrated(mssql_server: str) -> Iterator[SqlOutboxStore]:
+    """One migrated table per module: migrating is slow on SQL Server's catalog views."""
     table = unique_table()
     store = migrated_store(mssql_server, table)
     yield store
@@ -35,16 +34,13 @@ def migrated(mssql_server: str) -> Iterator[SqlOutboxStore]:
     store.close()
 
 
-class TestMssqlOutboxStore(OutboxStoreContract):
+class TestMssqlOutboxStore(SqlStoreContract):
     @pytest.fixture
     def store(self, migrated: SqlOutboxStore) -> SqlOutboxStore:
         with migrated.engine.begin() as conn:
             for table in (migrated.table, migrated.history):
                 conn.execute(text(f"TRUNCATE TABLE [{table.name}]"))
         return migrated
-
-    def upstream_resend(self, store: Any, message_id: int) -> None:
-        upstream_resend(store, message_id)
 
 
 def test_an_error_the_server_already_rolled_back_surfaces_itself_not_error_3903(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
-from sqlalchemy import Engine, String, func, select
+from sqlalchemy import Engine, String, Table, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from adapters.sql.producer import enqueue
@@ -29,6 +30,8 @@ class Order(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     item: Mapped[str] = mapped_column(String(50))
 
+
+ORDERS = cast(Table, Order.__table__)
 
 class Boom(Exception):
     pass
@@ -61,7 +64,7 @@ def claim_all(store: SqlOutboxStore) -> list[str | None]:
 def test_a_rolled_back_transaction_leaves_neither_the_change_nor_the_message(
     store: SqlOutboxStore,
 ) -> None:
-    orders = Order.__table__
+    orders = ORDERS
 
     with pytest.raises(Boom), store.engine.begin() as conn:
         conn.execute(orders.insert(), {"item": "book"})
@@ -76,7 +79,7 @@ def test_a_committed_transaction_leaves_pending_rows_that_the_store_claims(
     store: SqlOutboxStore,
 ) -> None:
     with store.engine.begin() as conn:
-        conn.execute(Order.__table__.insert(), {"item": "book"})
+        conn.execute(ORDERS.insert(), {"item": "book"})
         ids = enqueue(conn, placed(3))
 
     claimed = claim_all(store)
@@ -114,7 +117,7 @@ def test_an_orm_session_commits_the_order_and_its_message_together(store: SqlOut
         session.commit()
 
     assert claim_all(store) == ["order 0 placed"]
-    assert count(store.engine, Order.__table__) == 1
+    assert count(store.engine, ORDERS) == 1
 
 
 def test_an_orm_session_rolled_back_leaves_no_message(store: SqlOutboxStore) -> None:
@@ -125,7 +128,7 @@ def test_an_orm_session_rolled_back_leaves_no_message(store: SqlOutboxStore) -> 
         session.rollback()
 
     assert count(store.engine, store.table) == 0
-    assert count(store.engine, Order.__table__) == 0
+    assert count(store.engine, ORDERS) == 0
 
 
 def test_a_custom_outbox_table_takes_the_messages(sql_url: str) -> None:

@@ -88,9 +88,9 @@ def test_per_user_ordering_delivers_each_users_messages_in_id_order_despite_fail
             wait_until(lambda: states(store)[0] == 120, 90, "all rows sent")
             assert worker.stop() == 0
 
-    accepted = [d.message_id for d in app[STATE].deliveries if d.status == 200]
+    accepted = [int(str(d.message_id)) for d in app[STATE].deliveries if d.status == 200]
     for user in range(1, 7):
-        mine = [m for m in accepted if user_of[int(m)] == user]  # type: ignore[call-overload]
+        mine = [m for m in accepted if user_of[m] == user]
         assert mine == sorted(mine), f"user {user} out of order: {mine}"
 
 

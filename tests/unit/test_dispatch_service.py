@@ -100,11 +100,13 @@ def test_the_request_carries_the_target_key_and_body(world: World) -> None:
     world.dispatch_once()
 
     [request] = world.sender.requests
+    key = world.row(message_id).idempotency_key
+    assert key is not None
     assert request == DeliveryRequest(
         message_id=message_id,
         url=TARGET,
         body=b'{"id":1,"type":"default","user_id":1,"message":"hello"}',
-        idempotency_key=world.row(message_id).idempotency_key,
+        idempotency_key=key,
         attempt=1,
     )
 

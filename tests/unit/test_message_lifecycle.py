@@ -220,7 +220,8 @@ def test_requeue_of_a_dead_message_is_a_fresh_request() -> None:
         requeued.attempts,
         requeued.next_attempt_at,
         requeued.idempotency_key,
-    ) == (State.PENDING, 0, None, None)
+        requeued.status,
+    ) == (State.PENDING, 0, None, None, "requeued: by outbox retry")
 
 
 def test_a_requeued_message_is_claimed_with_a_new_key() -> None:
@@ -292,6 +293,6 @@ def test_negative_attempts_are_refused() -> None:
 
 
 def test_the_state_is_stored_as_the_tosend_number() -> None:
-    message = Message(id=1, user_id=1, body="x", state=3)  # type: ignore[arg-type]
+    message = Message(id=1, user_id=1, body="x", state=3)
 
     assert message.state is State.DEAD and int(message.state) == 3

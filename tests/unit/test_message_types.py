@@ -7,7 +7,7 @@ import pytest
 
 from application.message_types import MessageTypeError, discover
 from domain.errors import DuplicateMessageType, InvalidMessage
-from domain.message_types.default import MAX_MESSAGE_CHARS
+from domain.message_type import MAX_MESSAGE_CHARS
 from domain.model import Message, State
 
 TYPE_MODULE = """

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from adapters.sql.mapping import from_db, to_db, to_message
 from application.ports import Overview
+from domain.model import State
 
 
 def due_condition(table: Table, now: datetime) -> ColumnElement[bool]:
@@ -32,7 +33,7 @@ def oldest_due_age(conn: Connection, table: Table, now: datetime) -> float | Non
 
 def read_overview(conn: Connection, table: Table, now: datetime, dead_limit: int) -> Overview:
     t = table.c
-    counts = {
+    counts = {int(state): 0 for state in State} | {
         int(s): int(n) for s, n in conn.execute(select(t.ToSend, func.count()).group_by(t.ToSend))
     }
     leases = {

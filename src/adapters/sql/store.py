@@ -25,6 +25,7 @@ from adapters.sql.overview import due_condition, oldest_due_age, read_overview
 from adapters.sql.producer import enqueue as insert_messages
 from adapters.sql.schema import history_table, outbox_table
 from application.ports import AckResult, Attempt, NewMessage, Overview
+from domain import status
 from domain.idempotency import key_prefix
 from domain.model import Message, State
 
@@ -165,7 +166,7 @@ class SqlOutboxStore:
                 Attempts=0,
                 NextAttemptAt=None,
                 IdempotencyKey=None,
-                Status="requeued: by outbox retry",
+                Status=status.requeued(),
             )
         )
         if ids is not None:

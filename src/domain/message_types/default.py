@@ -4,19 +4,13 @@ from collections.abc import Mapping
 
 import attrs
 
-from domain.message_type import require_text, require_user
+from domain.message_type import TextMessageType
 from domain.model import Message
-
-MAX_MESSAGE_CHARS = 256 * 1024
 
 
 @attrs.frozen
-class DefaultMessageType:
+class DefaultMessageType(TextMessageType):
     name: str = "default"
-
-    def validate(self, message: Message) -> None:
-        require_user(message)
-        require_text(message, MAX_MESSAGE_CHARS)
 
     def build(self, message: Message) -> Mapping[str, object]:
         return {
