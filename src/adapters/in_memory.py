@@ -70,6 +70,34 @@ class InMemoryOutboxStore:
             self._record(a for a in attempts if a.message_id not in refused)
             return AckResult(written=len(written), refused_ids=refused)
 
+    def defer(
+        self, token: str, ids: Sequence[int], until: datetime, line: str | None = None
+    ) -> AckResult:
+        with self._lock:
+            refused = tuple(i for i in ids if not self._held_by(i, token))
+            deferred = [self._rows[i].defer(until, line) for i in ids if i not in refused]
+            self._rows.update((m.id, m) for m in deferred)
+            return AckResult(written=len(deferred), refused_ids=refused)
+
+    def resume(
+        self, now: datetime, *, types: Sequence[str] | None, excluding: Sequence[str] = ()
+    ) -> int:
+        with self._lock:
+            waiting = [
+                m
+                for m in self._rows.values()
+                if m.state is State.PENDING
+                and m.next_attempt_at is not None
+                and m.next_attempt_at > now
+                and (
+                    m.message_type in types
+                    if types is not None
+                    else m.message_type not in excluding
+                )
+            ]
+            self._rows.update((m.id, attrs.evolve(m, next_attempt_at=now)) for m in waiting)
+            return len(waiting)
+
     def renew(self, token: str, lease_until: datetime) -> int:
         with self._lock:
             held = [m for m in self._rows.values() if m.lease_token == token]

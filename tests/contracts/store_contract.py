@@ -189,6 +189,85 @@ class OutboxStoreContract:
 
         assert again.idempotency_key == claimed.idempotency_key and again.attempts == 1
 
+    # --- deferral (a target's breaker is open) -----------------------------
+
+    def test_a_deferred_row_keeps_its_attempts_and_key_and_waits_until_the_given_time(
+        self, store: Any
+    ) -> None:
+        self.enqueue(store, 1)
+        [first] = self.claim(store, "a")
+        failed = first.mark_failed(UNAVAILABLE, POLICY, T0, jitter=0.0)
+        store.ack("a", [failed], [self.attempt(first, UNAVAILABLE)])
+        [claimed] = self.claim(store, "b", at=failed.next_attempt_at)
+        until = T0 + timedelta(minutes=5)
+
+        result = store.defer("b", [claimed.id], until, "waiting: target down")
+        early = self.claim(store, "c", at=until - timedelta(seconds=1))
+        [again] = self.claim(store, "d", at=until)
+
+        assert result.written == 1 and result.refused_ids == ()
+        assert early == []
+        assert again.attempts == claimed.attempts == 2
+        assert again.idempotency_key == first.idempotency_key
+
+    def test_a_deferred_row_reads_back_pending_with_its_attempts_before_the_claim(
+        self, store: Any
+    ) -> None:
+        [message_id] = self.enqueue(store, 1)
+        self.claim(store, "a")
+        until = T0 + timedelta(minutes=1)
+
+        store.defer("a", [message_id], until, "waiting: target down")
+
+        row = store.get(message_id)
+        assert row.state is State.PENDING and row.attempts == 0
+        assert row.next_attempt_at == until and row.status == "waiting: target down"
+        assert row.lease_token is None and row.lease_owner is None
+
+    def test_deferring_without_a_line_keeps_the_status(self, store: Any) -> None:
+        [message_id] = self.enqueue(store, 1)
+        self.claim(store, "a")
+
+        store.defer("a", [message_id], T0 + timedelta(seconds=5))
+
+        assert store.get(message_id).status is None
+
+    def test_a_deferral_under_a_lost_lease_is_refused(self, store: Any) -> None:
+        ids = self.enqueue(store, 2)
+        self.claim(store, "a", limit=1)
+        self.claim(store, "b", limit=1)
+
+        result = store.defer("a", ids, T0 + timedelta(minutes=1))
+
+        assert result.written == 1 and result.refused_ids == (ids[1],)
+        assert store.get(ids[1]).state is State.IN_FLIGHT
+
+    def test_resuming_makes_waiting_rows_of_the_given_types_due_now(self, store: Any) -> None:
+        [slow] = store.enqueue([NewMessage(user_id=1, body="s", message_type="slow")])
+        [other] = store.enqueue([NewMessage(user_id=1, body="o", message_type="default")])
+        self.claim(store, "a")
+        store.defer("a", [slow, other], T0 + timedelta(hours=1))
+        now = T0 + timedelta(seconds=10)
+
+        resumed = store.resume(now, types=["slow"])
+        claimed = self.claim(store, "b", at=now)
+
+        assert resumed == 1
+        assert [m.id for m in claimed] == [slow]
+
+    def test_resuming_every_type_but_the_excluded_ones(self, store: Any) -> None:
+        [slow] = store.enqueue([NewMessage(user_id=1, body="s", message_type="slow")])
+        [other] = store.enqueue([NewMessage(user_id=1, body="o", message_type="default")])
+        self.claim(store, "a")
+        store.defer("a", [slow, other], T0 + timedelta(hours=1))
+        now = T0 + timedelta(seconds=10)
+
+        resumed = store.resume(now, types=None, excluding=["slow"])
+        claimed = self.claim(store, "b", at=now)
+
+        assert resumed == 1
+        assert [m.id for m in claimed] == [other]
+
     # --- re-sends and requeues --------------------------------------------
 
     def test_upstream_asking_for_a_sent_row_again_makes_a_new_request(self, store: Any) -> None:

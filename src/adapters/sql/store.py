@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from adapters.sql import claims
+from adapters.sql.deferral import deferral, resumption
 from adapters.sql.mapping import (
     LIFECYCLE_COLUMNS,
     history_row,
@@ -97,6 +98,27 @@ class SqlOutboxStore:
                 list(result.refused_ids)[:20],
             )
         return result
+
+    def defer(
+        self, token: str, ids: Sequence[int], until: datetime, line: str | None = None
+    ) -> AckResult:
+        if not ids:
+            return AckResult(written=0)
+        statement = deferral(self.table, token, ids, until, line)
+
+        def run(conn: Connection) -> AckResult:
+            held = self._held(conn, token, list(ids))
+            if held:
+                conn.execute(statement.where(self.table.c.ID.in_(sorted(held))))
+            return AckResult(written=len(held), refused_ids=tuple(i for i in ids if i not in held))
+
+        return self._transaction(run)
+
+    def resume(
+        self, now: datetime, *, types: Sequence[str] | None, excluding: Sequence[str] = ()
+    ) -> int:
+        statement = resumption(self.table, now, types, excluding)
+        return self._transaction(lambda conn: conn.execute(statement).rowcount)
 
     def renew(self, token: str, lease_until: datetime) -> int:
         t = self.table.c
