@@ -28,7 +28,7 @@ class Backoff(Protocol):
     def max_attempts(self) -> int: ...
 
     def delay(self, attempt: int, jitter: float, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt `attempt` (1-based); `jitter` is a draw in [0, 1)."""
+        """Seconds to wait after failed attempt `attempt` (from 1); `jitter` is in [0, 1)."""
         ...
 
     def horizon(self) -> float:

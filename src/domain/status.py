@@ -25,8 +25,7 @@ def sent(result: DeliveryResult, attempt: int, key: str) -> str:
 def retrying(result: DeliveryResult, attempt: int, max_attempts: int, when: datetime) -> str:
     return bounded(
         f"retrying: {result.describe()}, attempt {attempt} of {max_attempts}, "
-        f"next at {_stamp(when)}"
-        + _excerpt(result)
+        f"next at {_stamp(when)}" + _excerpt(result)
     )
 
 

@@ -19,8 +19,10 @@ from adapters.sql.store import SqlOutboxStore
 from application.message_types import BUILT_IN, discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.service import Dispatcher, DispatchSettings, Targets
+from application.targets import TargetSettings
+from domain.breaker import BreakerSettings
 from domain.message_type import MessageTypes
-from domain.retry import RetryPolicy
+from domain.retry import Backoff, RetryPolicy, RetrySchedule
 from entrypoints.config import ConfigError, Settings
 from entrypoints.version import user_agent
 
@@ -55,7 +57,9 @@ def _targets(settings: Settings) -> Targets:
     return Targets(default=settings.target_url, by_type=dict(settings.target_urls))
 
 
-def _policy(settings: Settings) -> RetryPolicy:
+def _policy(settings: Settings) -> Backoff:
+    if settings.retry_schedule != "exponential":
+        return RetrySchedule(steps=settings.retry_schedule)
     return RetryPolicy(
         base_seconds=settings.retry_base_seconds,
         max_seconds=settings.retry_max_seconds,
@@ -70,6 +74,18 @@ def _dispatch_settings(settings: Settings) -> DispatchSettings:
         lease_seconds=settings.lease_seconds,
         concurrency=settings.concurrency,
         per_user=settings.ordering == "per-user",
+    )
+
+
+def _target_settings(settings: Settings) -> TargetSettings:
+    return TargetSettings(
+        concurrency=settings.concurrency,
+        target_concurrency=settings.target_concurrency or None,
+        breaker=BreakerSettings(
+            failures=settings.breaker_failures,
+            cooldown_seconds=settings.breaker_cooldown,
+            cooldown_max_seconds=settings.breaker_cooldown_max,
+        ),
     )
 
 
@@ -128,7 +144,9 @@ class Container(containers.DeclarativeContainer):
         settings=providers.Callable(_dispatch_settings, settings),
     )
     pipeline_settings = providers.Factory(
-        PipelineSettings, poll_interval=settings.provided.poll_interval
+        PipelineSettings,
+        poll_interval=settings.provided.poll_interval,
+        targets=providers.Callable(_target_settings, settings),
     )
     pipeline = providers.Factory(Pipeline, dispatcher, pipeline_settings)
 
