@@ -66,7 +66,7 @@ class Pipeline:
         self._pool = TargetPool(
             settings.targets, dispatcher.targets.by_type, dispatcher.targets.default
         )
-        self._backlog_bound = max(dispatcher.settings.concurrency, self.capacity // 4)
+        self._backlog_bound = dispatcher.settings.concurrency
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_progress: Callable[[Summary], None] = lambda summary: None
@@ -81,6 +81,7 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> Summary:
         """Dispatch until `stop` is set (or, with `until_idle`, until nothing is due)."""
+        self._closing = False
         senders = [
             asyncio.create_task(self._send_loop())
             for _ in range(self.dispatcher.settings.concurrency)
@@ -190,9 +191,10 @@ class Pipeline:
     def _queue_behind(
         self, token: str, message: Message, prepared: DeliveryRequest, target: Target, now: datetime
     ) -> None:
-        """A target at its limit: its rows wait here, up to a bound, without holding a sender;
-        beyond the bound they go back to the table so they cannot fill the claim capacity."""
-        if len(target.backlog) < self._backlog_bound:
+        """A target at its limit: its rows wait here without holding a sender, up to its share of
+        the claim capacity; beyond that they go back to the table so they cannot crowd out the
+        rows of other targets."""
+        if len(target.backlog) < max(self._backlog_bound, self.capacity // self._pool.busy(now)):
             target.backlog.append((token, message, prepared))
             return
         ahead = (len(target.backlog) + target.in_flight) / max(target.limit, 1.0)
@@ -243,11 +245,12 @@ class Pipeline:
         after = target.breaker.state
         if after is not before or not target.reported:
             target.reported = True
+            self.observer.target_changed(target.health(self._pool.cap(now), now))
+        if after is not before:
             self._breaker_changed(target, before, now)
 
     def _breaker_changed(self, target: Target, before: BreakerState, now: datetime) -> None:
         breaker = target.breaker
-        self.observer.target_changed(target.health(self._pool.cap(now), now))
         if breaker.state is BreakerState.CLOSED:
             log.info("target %s is healthy again: circuit closed", target.key)
             self._resume(target.key)

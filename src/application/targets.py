@@ -112,11 +112,15 @@ class TargetPool:
         self._keys: dict[str, str] = {}
         self._by_type = {name: target_key(url) for name, url in by_type.items()}
         self._default = target_key(default)
+        self._unseen = {self._default, *self._by_type.values()}
 
     def of(self, url: str) -> Target:
         key = self._keys.get(url)
         if key is None:
             key = self._keys[url] = target_key(url)
+        return self.of_key(key)
+
+    def of_key(self, key: str) -> Target:
         target = self._by_key.get(key)
         if target is None:
             target = self._by_key[key] = Target(
@@ -127,13 +131,22 @@ class TargetPool:
     def all(self) -> list[Target]:
         return list(self._by_key.values())
 
-    def cap(self, now: datetime) -> int:
-        busy = sum(
-            1
+    def busy(self, now: datetime) -> int:
+        """Targets with rows in hand or answers in the last few seconds (at least 1). Each
+        configured target counts from the start, so the first to get rows cannot take every
+        sender before the others show up."""
+        for key in self._unseen:
+            self.of_key(key).active_at = now
+        self._unseen.clear()
+        recent = [
+            t
             for t in self._by_key.values()
             if t.in_flight or t.backlog or (t.active_at is not None and now - t.active_at < _RECENT)
-        )
-        fair = max(1, self.settings.concurrency // max(busy, 1))
+        ]
+        return max(1, len(recent))
+
+    def cap(self, now: datetime) -> int:
+        fair = max(1, self.settings.concurrency // self.busy(now))
         limit = self.settings.target_concurrency or self.settings.concurrency
         return max(1, min(limit, fair))
 
