@@ -26,6 +26,7 @@ from domain.model import Message
 
 log = logging.getLogger(__name__)
 _FAILURES = frozenset({Kind.RETRIED, Kind.DEAD, Kind.INVALID})
+_CRAWL_SECONDS = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -191,14 +192,16 @@ class Pipeline:
     def _queue_behind(
         self, token: str, message: Message, prepared: DeliveryRequest, target: Target, now: datetime
     ) -> None:
-        """A target at its limit: its rows wait here without holding a sender, up to its share of
-        the claim capacity; beyond that they go back to the table so they cannot crowd out the
-        rows of other targets."""
-        if len(target.backlog) < max(self._backlog_bound, self.capacity // self._pool.busy(now)):
+        """A target at its limit: its rows wait here without holding a sender. A target that
+        crawls (answers slower than half a second on average) gets what exceeds its share of
+        the claim capacity sent back to the table, due when its backlog should have drained,
+        so it cannot crowd out the rows of other targets; a faster one keeps them, as they
+        will be gone in a moment (and latency measured under load is too noisy to tell more)."""
+        share = max(self._backlog_bound, self.capacity // self._pool.busy(now))
+        if len(target.backlog) < share or (target.latency or 0.0) < _CRAWL_SECONDS:
             target.backlog.append((token, message, prepared))
             return
-        ahead = (len(target.backlog) + target.in_flight) / max(target.limit, 1.0)
-        until = now + timedelta(seconds=math.ceil(max(1.0, ahead * target.latency)))
+        until = now + timedelta(seconds=math.ceil(target.backlog_wait()))
         self._stage(
             token, self._deferred(message, target, "busy (at its concurrency limit)", until)
         )

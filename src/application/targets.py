@@ -68,7 +68,7 @@ class Target:
     active_at: datetime | None = None
     candidate_for: datetime | None = None
     reported: bool = False
-    latency: float = 0.1  # seconds, a moving average of this target's answers
+    latency: float | None = None  # seconds, a moving average of this target's answers
 
     def health(self, cap: int, now: datetime) -> TargetHealth:
         b = self.breaker
@@ -83,7 +83,8 @@ class Target:
         )
 
     def adapt(self, result: DeliveryResult, cap: int) -> None:
-        self.latency = 0.8 * self.latency + 0.2 * result.latency_ms / 1000
+        seconds = result.latency_ms / 1000
+        self.latency = seconds if self.latency is None else 0.8 * self.latency + 0.2 * seconds
         if is_failure(result):
             self.limit = max(1.0, self.limit / 2)
             self.slow_start = False
@@ -91,6 +92,11 @@ class Target:
             self.limit = min(float(cap), self.limit + 1)
         else:
             self.limit = min(float(cap), self.limit + 1 / self.limit)
+
+    def backlog_wait(self) -> float:
+        """Seconds the last row of the backlog can expect to wait (0 until the target answered)."""
+        ahead = len(self.backlog) + self.in_flight
+        return ahead / max(self.limit, 1.0) * (self.latency or 0.0)
 
     def hold_until(self, now: datetime) -> datetime:
         """When a row held back now comes due: the first after each cool-down is the probe
