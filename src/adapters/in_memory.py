@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import attrs
 
 from application.ports import AckResult, Attempt, NewMessage, Overview
+from domain.breaker import TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message, State
 
@@ -34,6 +35,7 @@ class InMemoryOutboxStore:
 
     def __init__(self, history_limit: int = 10_000) -> None:
         self._rows: dict[int, Message] = {}
+        self._targets: dict[str, TargetHealth] = {}
         self._attempts: list[Attempt] = []
         self._history_limit = history_limit
         self._next_id = 1
@@ -97,6 +99,13 @@ class InMemoryOutboxStore:
             ]
             self._rows.update((m.id, attrs.evolve(m, next_attempt_at=now)) for m in waiting)
             return len(waiting)
+
+    def report_target(self, health: TargetHealth) -> None:
+        with self._lock:
+            self._targets[health.target] = attrs.evolve(health, in_flight=0, limit=0)
+
+    def target_health(self) -> list[TargetHealth]:
+        return [self._targets[key] for key in sorted(self._targets)]
 
     def renew(self, token: str, lease_until: datetime) -> int:
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from application.service import Settled
-from application.targets import TargetHealth
+from domain.breaker import TargetHealth
 from domain.delivery import DeliveryResult
 
 

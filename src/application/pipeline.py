@@ -11,16 +11,17 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
 from application.observer import DispatchObserver, NullObserver
 from application.service import Dispatcher, Kind, Settled, Summary
-from application.targets import Target, TargetHealth, TargetPool, TargetSettings
+from application.targets import Target, TargetPool, TargetSettings
 from domain import status
-from domain.breaker import BreakerState
+from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
@@ -101,6 +102,7 @@ class Pipeline:
                 task.cancel()
             closing.set()
             await acker
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         return self.summary
 
     # --- claiming ------------------------------------------------------------
@@ -248,7 +250,7 @@ class Pipeline:
         after = target.breaker.state
         if after is not before or not target.reported:
             target.reported = True
-            self.observer.target_changed(target.health(self._pool.cap(now), now))
+            self._report(target.health(self._pool.cap(now), now))
         if after is not before:
             self._breaker_changed(target, before, now)
 
@@ -286,6 +288,26 @@ class Pipeline:
         )
         return Settled(message=message.defer(until, line), kind=Kind.DEFERRED)
 
+    def _report(self, health: TargetHealth) -> None:
+        """Metrics now; the table for `outbox status` in the background (best effort)."""
+        self.observer.target_changed(health)
+        health = attrs.evolve(health, reported_by=self.dispatcher.settings.owner)
+
+        async def write() -> None:
+            try:
+                await asyncio.to_thread(self.dispatcher.store.report_target, health)
+            except Exception as error:
+                log.warning(
+                    "recording the health of %s failed (%s)", health.target, _describe(error)
+                )
+
+        self._background(write())
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _resume(self, key: str) -> None:
         types, excluding = self._pool.message_types(key)
         now = self.dispatcher.clock.now()
@@ -301,9 +323,7 @@ class Pipeline:
             log.info("target %s: %d waiting row(s) due again", key, count)
             self.wake()
 
-        task = asyncio.get_running_loop().create_task(resume())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background(resume())
 
     def _lapsed(self, token: str) -> bool:
         until = self._lease_until.get(token)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import attrs
 
+from domain.breaker import TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
@@ -94,6 +95,11 @@ class OutboxStore(Protocol):
         waiting rows go without waiting out their backoff. Returns how many rows."""
         ...
 
+    def report_target(self, health: TargetHealth) -> None:
+        """Record a target's breaker state (one row per target; the latest report wins), so
+        every process sees it. Load figures (in flight, limit) are per worker: not kept."""
+        ...
+
     def renew(self, token: str, lease_until: datetime) -> int:
         """Extend the lease of every row still held by `token`; returns how many."""
         ...
@@ -139,6 +145,10 @@ class OutboxAdmin(Protocol):
 
     def history_of(self, message_id: int) -> list[Attempt]:
         """The recorded HTTP attempts of one row, oldest first."""
+        ...
+
+    def target_health(self) -> list[TargetHealth]:
+        """Each target's breaker as last reported by any worker, ordered by target."""
         ...
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from domain.breaker import Breaker, BreakerSettings, BreakerState, is_failure
+from domain.breaker import Breaker, BreakerSettings, TargetHealth, is_failure
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
@@ -39,19 +39,6 @@ class TargetSettings:
     concurrency: int = 64
     target_concurrency: int | None = None
     breaker: BreakerSettings = attrs.field(factory=BreakerSettings)
-
-
-@attrs.frozen(kw_only=True)
-class TargetHealth:
-    """What operators see per target: breaker state since when, the last error, the load."""
-
-    target: str
-    state: BreakerState
-    since: datetime | None
-    last_error: str | None
-    in_flight: int = 0
-    limit: int = 0
-    updated_at: datetime | None = None
 
 
 Held = tuple[str, Message, DeliveryRequest]

@@ -36,6 +36,20 @@ class BreakerSettings:
     pause_max_seconds: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0.0))
 
 
+@attrs.frozen(kw_only=True)
+class TargetHealth:
+    """What operators see per target: breaker state since when, the last error, the load."""
+
+    target: str
+    state: BreakerState
+    since: datetime | None
+    last_error: str | None
+    in_flight: int = 0
+    limit: int = 0
+    updated_at: datetime | None = None
+    reported_by: str | None = None
+
+
 def is_failure(result: DeliveryResult) -> bool:
     code = result.status_code
     return code is None or code >= 500 or code in _UNWELL_CODES

@@ -110,6 +110,7 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemoryOutboxStore),
     )
     message_types = providers.Singleton(_message_types, settings)
+    policy = providers.Callable(_policy, settings)
     http_client = providers.Singleton(
         make_http_client,
         timeout=settings.provided.http_timeout,
@@ -139,7 +140,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         types=message_types,
         targets=providers.Callable(_targets, settings),
-        policy=providers.Callable(_policy, settings),
+        policy=policy,
         rng=rng,
         settings=providers.Callable(_dispatch_settings, settings),
     )

@@ -10,8 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from application.service import Settled
-from application.targets import TargetHealth
-from domain.breaker import BreakerState
+from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryResult
 
 

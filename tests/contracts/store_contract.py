@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from application.ports import Attempt, NewMessage
+from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryResult
 from domain.model import Message, State
 from domain.retry import RetryPolicy
@@ -267,6 +268,35 @@ class OutboxStoreContract:
 
         assert resumed == 1
         assert [m.id for m in claimed] == [other]
+
+    # --- target health -------------------------------------------------------
+
+    def test_the_latest_report_of_a_target_is_what_everyone_reads(self, store: Any) -> None:
+        down = TargetHealth(
+            target="https://a.example:443",
+            state=BreakerState.OPEN,
+            since=T0,
+            last_error="HTTP 503 in 2 ms",
+            updated_at=T0,
+            reported_by="w-1",
+        )
+        other = attrs.evolve(down, target="http://b.example:80", state=BreakerState.CLOSED)
+        store.report_target(down)
+        store.report_target(other)
+        later = T0 + timedelta(minutes=3)
+
+        store.report_target(
+            attrs.evolve(down, state=BreakerState.CLOSED, since=later, updated_at=later)
+        )
+
+        assert [(h.target, h.state, h.since) for h in store.target_health()] == [
+            ("http://b.example:80", BreakerState.CLOSED, T0),
+            ("https://a.example:443", BreakerState.CLOSED, later),
+        ]
+        assert store.target_health()[1].last_error == "HTTP 503 in 2 ms"
+
+    def test_no_target_reported_reads_empty(self, store: Any) -> None:
+        assert store.target_health() == []
 
     # --- re-sends and requeues --------------------------------------------
 

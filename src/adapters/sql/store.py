@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Update, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from adapters.sql import claims
+from adapters.sql import claims, target_rows
 from adapters.sql.deferral import deferral, resumption
 from adapters.sql.mapping import (
     LIFECYCLE_COLUMNS,
@@ -24,8 +24,9 @@ from adapters.sql.mapping import (
 )
 from adapters.sql.overview import due_condition, oldest_due_age, read_overview
 from adapters.sql.producer import enqueue as insert_messages
-from adapters.sql.schema import history_table, outbox_table
+from adapters.sql.schema import history_table, outbox_table, targets_table
 from application.ports import AckResult, Attempt, NewMessage, Overview
+from domain.breaker import TargetHealth
 from domain.idempotency import key_prefix
 from domain.model import Message, State
 
@@ -42,6 +43,7 @@ class SqlOutboxStore:
         self.engine = engine
         self.table = outbox_table(table)
         self.history = history_table(table)
+        self.targets = targets_table(table)
         self._claims = {
             per_user: claims.claim_statement(self.table, engine.dialect, per_user)
             for per_user in (False, True)
@@ -119,6 +121,13 @@ class SqlOutboxStore:
     ) -> int:
         statement = resumption(self.table, now, types, excluding)
         return self._transaction(lambda conn: conn.execute(statement).rowcount)
+
+    def report_target(self, health: TargetHealth) -> None:
+        self._transaction(lambda conn: target_rows.write(conn, self.targets, health))
+
+    def target_health(self) -> list[TargetHealth]:
+        with self.engine.connect() as conn:
+            return target_rows.read(conn, self.targets)
 
     def renew(self, token: str, lease_until: datetime) -> int:
         t = self.table.c
