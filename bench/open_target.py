@@ -56,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--show-log", action="store_true")
     args = parser.parse_args()
     target = f"http://127.0.0.1:{refused_port()}/hooks"
     with postgres_database(DATABASE) as url, tempfile.TemporaryDirectory() as logs:
@@ -79,6 +80,8 @@ def main() -> None:
             f"back {held_back:.1f} s after seeding; attempts spent: {attempts.scalar_one()}"
         )
         db.close()
+        if args.show_log:
+            print((Path(logs) / "worker.log").read_text()[-4000:])
 
 
 if __name__ == "__main__":

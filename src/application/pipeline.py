@@ -203,7 +203,8 @@ class Pipeline:
         if len(target.backlog) < share or (target.latency or 0.0) < _CRAWL_SECONDS:
             target.backlog.append((token, message, prepared))
             return
-        until = now + timedelta(seconds=math.ceil(target.backlog_wait()))
+        # whole seconds, so the rows sent back together share one statement
+        until = now.replace(microsecond=0) + timedelta(seconds=1 + math.ceil(target.backlog_wait()))
         self._stage(
             token, self._deferred(message, target, "busy (at its concurrency limit)", until)
         )

@@ -93,7 +93,7 @@ class Target:
         if self.candidate_for != probe_at:
             self.candidate_for = probe_at
             return probe_at
-        return now + PARK
+        return probe_at + PARK  # the same for every row held back in this cool-down: one write
 
 
 class TargetPool:
