@@ -23,6 +23,7 @@ from domain.model import Message
 log = logging.getLogger(__name__)
 PARK = timedelta(hours=1)  # rows behind an open breaker, but the next probe; recovery resumes them
 _RECENT = timedelta(seconds=5)
+_RECOUNT = timedelta(seconds=0.2)
 _START_LIMIT = 8.0
 
 
@@ -106,6 +107,7 @@ class TargetPool:
         self._by_type = {name: target_key(url) for name, url in by_type.items()}
         self._default = target_key(default)
         self._unseen = {self._default, *self._by_type.values()}
+        self._cap: tuple[datetime, int] | None = None
 
     def of(self, url: str) -> Target:
         key = self._keys.get(url)
@@ -139,9 +141,13 @@ class TargetPool:
         return max(1, len(recent))
 
     def cap(self, now: datetime) -> int:
+        """The most one target may have in flight; recounted at most every 0.2 s (hot path)."""
+        if self._cap is not None and timedelta(0) <= now - self._cap[0] < _RECOUNT:
+            return self._cap[1]
         fair = max(1, self.settings.concurrency // self.busy(now))
         limit = self.settings.target_concurrency or self.settings.concurrency
-        return max(1, min(limit, fair))
+        self._cap = (now, max(1, min(limit, fair)))
+        return self._cap[1]
 
     def admits(self, target: Target, now: datetime) -> bool:
         return target.in_flight < max(1, min(self.cap(now), int(target.limit)))

@@ -64,7 +64,8 @@ def pause_of(result: DeliveryResult) -> float | None:
 
 @attrs.frozen(kw_only=True)
 class Breaker:
-    """One target's breaker. `buckets` holds (second, successes, failures) of the recent window."""
+    """One target's breaker. `buckets` holds (second, successes, failures) of the recent window,
+    counted from the first failure in it (so the failure ratio is over the answers since)."""
 
     settings: BreakerSettings = attrs.field(factory=BreakerSettings)
     state: BreakerState = BreakerState.CLOSED
@@ -115,7 +116,12 @@ class Breaker:
             return self  # answered before the breaker opened: the probe decides
         if self.state is BreakerState.HALF_OPEN:
             return Breaker(settings=self.settings, since=now, last_error=self.last_error)
-        return attrs.evolve(self, consecutive=0, buckets=self._counted(now, ok=True))
+        if not self.buckets:
+            return self  # the window counts from its first failure: a healthy target costs nothing
+        buckets = self._counted(now, ok=True)
+        if not any(bad for _, _, bad in buckets):
+            buckets = ()
+        return attrs.evolve(self, consecutive=0, buckets=buckets)
 
     def _failed(self, now: datetime, result: DeliveryResult) -> Breaker:
         counted = attrs.evolve(

@@ -47,7 +47,7 @@ def test_a_failure_ratio_over_the_window_opens_it_without_a_failure_streak() -> 
     settings = BreakerSettings(failures=100, ratio=0.5, min_requests=10, window_seconds=10)
     breaker = Breaker(settings=settings)
 
-    for i in range(10):
+    for i in range(12):
         breaker = breaker.record(DOWN if i % 2 else OK, at(i * 0.5))
 
     assert breaker.state is BreakerState.OPEN
@@ -61,6 +61,18 @@ def test_old_outcomes_leave_the_window() -> None:
         breaker = breaker.record(DOWN if i % 2 else OK, at(i * 5))
 
     assert breaker.state is BreakerState.CLOSED
+
+
+def test_a_healthy_target_records_nothing() -> None:
+    breaker = Breaker(settings=SETTINGS)
+
+    assert breaker.record(OK, at(0)) is breaker
+
+
+def test_the_window_forgets_once_its_failures_age_out() -> None:
+    breaker = failed(Breaker(settings=SETTINGS), 1).record(OK, at(30))
+
+    assert breaker.buckets == () and breaker.consecutive == 0
 
 
 def test_other_client_errors_show_the_target_alive() -> None:
