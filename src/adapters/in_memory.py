@@ -13,6 +13,7 @@ import attrs
 
 from adapters.clock import SystemClock
 from application.ports import AckResult, Attempt, Clock, NewMessage, Overview
+from domain.breaker import TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message, State
 
@@ -40,6 +41,7 @@ class InMemoryOutboxStore:
         self._rows: dict[int, Message] = {}
         self._enqueued_at: dict[int, datetime] = {}
         self._clock = clock or SystemClock()
+        self._targets: dict[str, TargetHealth] = {}
         self._attempts: list[Attempt] = []
         self._history_limit = history_limit
         self._next_id = 1
@@ -75,6 +77,41 @@ class InMemoryOutboxStore:
             self._rows.update((m.id, m) for m in written)
             self._record(a for a in attempts if a.message_id not in refused)
             return AckResult(written=len(written), refused_ids=refused)
+
+    def defer(
+        self, token: str, ids: Sequence[int], until: datetime, line: str | None = None
+    ) -> AckResult:
+        with self._lock:
+            refused = tuple(i for i in ids if not self._held_by(i, token))
+            deferred = [self._rows[i].defer(until, line) for i in ids if i not in refused]
+            self._rows.update((m.id, m) for m in deferred)
+            return AckResult(written=len(deferred), refused_ids=refused)
+
+    def resume(
+        self, now: datetime, *, types: Sequence[str] | None, excluding: Sequence[str] = ()
+    ) -> int:
+        with self._lock:
+            waiting = [
+                m
+                for m in self._rows.values()
+                if m.state is State.PENDING
+                and m.next_attempt_at is not None
+                and m.next_attempt_at > now
+                and (
+                    m.message_type in types
+                    if types is not None
+                    else m.message_type not in excluding
+                )
+            ]
+            self._rows.update((m.id, attrs.evolve(m, next_attempt_at=now)) for m in waiting)
+            return len(waiting)
+
+    def report_target(self, health: TargetHealth) -> None:
+        with self._lock:
+            self._targets[health.target] = attrs.evolve(health, in_flight=0, limit=0)
+
+    def target_health(self) -> list[TargetHealth]:
+        return [self._targets[key] for key in sorted(self._targets)]
 
     def renew(self, token: str, lease_until: datetime) -> int:
         with self._lock:

@@ -9,18 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
 from application.observer import DispatchObserver, NullObserver
 from application.service import Dispatcher, Kind, Settled, Summary
+from application.targets import Target, TargetPool, TargetSettings
+from domain import status
+from domain.breaker import BreakerState, TargetHealth
+from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
 log = logging.getLogger(__name__)
 _FAILURES = frozenset({Kind.RETRIED, Kind.DEAD, Kind.INVALID})
+_CRAWL_SECONDS = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -31,6 +38,7 @@ class PipelineSettings:
     capacity: int | None = None
     min_idle_seconds: float = 0.01
     failure_backoff_max: float = 30.0
+    targets: TargetSettings = attrs.field(factory=TargetSettings)
 
 
 class Pipeline:
@@ -57,6 +65,12 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._flush_now = asyncio.Event()
+        self._pool = TargetPool(
+            settings.targets, dispatcher.targets.by_type, dispatcher.targets.default
+        )
+        self._backlog_bound = dispatcher.settings.concurrency
+        self._closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.on_progress: Callable[[Summary], None] = lambda summary: None
         self.healthy = True
 
@@ -69,6 +83,7 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> Summary:
         """Dispatch until `stop` is set (or, with `until_idle`, until nothing is due)."""
+        self._closing = False
         senders = [
             asyncio.create_task(self._send_loop())
             for _ in range(self.dispatcher.settings.concurrency)
@@ -79,12 +94,15 @@ class Pipeline:
         try:
             await self._claim_loop(stop, until_idle)
         finally:
+            self._closing = True
             self._release_queued()
             await self._queue.join()
+            self._release_queued()
             for task in (*senders, heartbeat):
                 task.cancel()
             closing.set()
             await acker
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         return self.summary
 
     # --- claiming ------------------------------------------------------------
@@ -151,29 +169,176 @@ class Pipeline:
         while True:
             token, message = await self._queue.get()
             try:
-                if self._lapsed(token):  # another worker may have it by now: do not send it too
-                    self._stage(token, self.dispatcher.release(message))
-                else:
-                    self._stage(token, await self._deliver(message))
+                await self._route(token, message)
             finally:
                 self._queue.task_done()
+
+    async def _route(self, token: str, message: Message) -> None:
+        if self._closing or self._lapsed(token):  # another worker may have it: do not send it
+            self._stage(token, self.dispatcher.release(message))
+            return
+        prepared = self.dispatcher.prepare(message)
+        if isinstance(prepared, Settled):
+            self._stage(token, prepared)
+            return
+        target = self._pool.of(prepared.url)
+        now = self.dispatcher.clock.now()
+        if not target.breaker.allows(now):
+            self._stage(token, self._held_back(message, target, now))
+        elif not self._pool.admits(target, now):
+            self._queue_behind(token, message, prepared, target, now)
+        else:
+            await self._transmit(token, message, prepared, target)
+            await self._drain(target)
+
+    def _queue_behind(
+        self, token: str, message: Message, prepared: DeliveryRequest, target: Target, now: datetime
+    ) -> None:
+        """A target at its limit: its rows wait here without holding a sender. A target that
+        crawls (answers slower than half a second on average) gets what exceeds its share of
+        the claim capacity sent back to the table, due when its backlog should have drained,
+        so it cannot crowd out the rows of other targets; a faster one keeps them, as they
+        will be gone in a moment (and latency measured under load is too noisy to tell more)."""
+        share = max(self._backlog_bound, self.capacity // self._pool.busy(now))
+        if len(target.backlog) < share or (target.latency or 0.0) < _CRAWL_SECONDS:
+            target.backlog.append((token, message, prepared))
+            return
+        # whole seconds, so the rows sent back together share one statement
+        until = now.replace(microsecond=0) + timedelta(seconds=1 + math.ceil(target.backlog_wait()))
+        self._stage(
+            token, self._deferred(message, target, "busy (at its concurrency limit)", until)
+        )
+
+    async def _drain(self, target: Target) -> None:
+        while target.backlog and not self._closing:
+            now = self.dispatcher.clock.now()
+            if not target.breaker.allows(now):
+                self._hold_backlog(target, now)
+                return
+            if not self._pool.admits(target, now):
+                return
+            token, message, prepared = target.backlog.popleft()
+            if self._lapsed(token):
+                self._stage(token, self.dispatcher.release(message))
+                continue
+            await self._transmit(token, message, prepared, target)
+
+    async def _transmit(
+        self, token: str, message: Message, prepared: DeliveryRequest, target: Target
+    ) -> None:
+        target.breaker = target.breaker.begin(self.dispatcher.clock.now())
+        target.in_flight += 1
+        self.observer.target_load(target.key, target.in_flight, int(target.limit))
+        try:
+            settled = await self.dispatcher.transmit(message, prepared)
+        except Exception as error:  # never lose track of a claimed row: hand it back
+            log.exception("delivering message %d failed unexpectedly: %s", message.id, error)
+            settled = self.dispatcher.release(message)
+        finally:
+            target.in_flight -= 1
+        if settled.attempt is not None:
+            self._answered(target, settled.attempt.result)
+        self._stage(token, settled)
+
+    def _answered(self, target: Target, result: DeliveryResult) -> None:
+        now = self.dispatcher.clock.now()
+        before = target.breaker.state
+        target.breaker = target.breaker.record(result, now)
+        target.adapt(result, self._pool.cap(now))
+        target.active_at = now
+        self.observer.target_answered(target.key, result)
+        self.observer.target_load(target.key, target.in_flight, int(target.limit))
+        after = target.breaker.state
+        if after is not before or not target.reported:
+            target.reported = True
+            self._report(target.health(self._pool.cap(now), now))
+        if after is not before:
+            self._breaker_changed(target, before, now)
+
+    def _breaker_changed(self, target: Target, before: BreakerState, now: datetime) -> None:
+        breaker = target.breaker
+        if breaker.state is BreakerState.CLOSED:
+            log.info("target %s is healthy again: circuit closed", target.key)
+            self._resume(target.key)
+        elif breaker.state is BreakerState.OPEN:
+            if before is BreakerState.CLOSED:
+                log.warning(
+                    "target %s is unavailable (%s): circuit open, its rows wait until %s",
+                    target.key,
+                    breaker.last_error,
+                    breaker.resumes_at(now).isoformat(timespec="seconds"),
+                )
+            self._hold_backlog(target, now)
+
+    def _hold_backlog(self, target: Target, now: datetime) -> None:
+        while target.backlog:
+            token, message, _ = target.backlog.popleft()
+            self._stage(token, self._held_back(message, target, now))
+
+    def _held_back(self, message: Message, target: Target, now: datetime) -> Settled:
+        until = target.hold_until(now)
+        reason = f"unavailable (circuit open: {target.breaker.last_error})"
+        return self._deferred(message, target, reason, until)
+
+    def _deferred(self, message: Message, target: Target, reason: str, until: datetime) -> Settled:
+        made = max(message.attempts - 1, 0)
+        line = status.waiting(
+            target.key,
+            f"{reason}, {made} of {self.dispatcher.policy.max_attempts} attempts made",
+            until,
+        )
+        return Settled(message=message.defer(until, line), kind=Kind.DEFERRED)
+
+    def _report(self, health: TargetHealth) -> None:
+        """Metrics now; the table for `outbox status` in the background (best effort)."""
+        self.observer.target_changed(health)
+        health = attrs.evolve(health, reported_by=self.dispatcher.settings.owner)
+
+        async def write() -> None:
+            try:
+                await asyncio.to_thread(self.dispatcher.store.report_target, health)
+            except Exception as error:
+                log.warning(
+                    "recording the health of %s failed (%s)", health.target, _describe(error)
+                )
+
+        self._background(write())
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _resume(self, key: str) -> None:
+        types, excluding = self._pool.message_types(key)
+        now = self.dispatcher.clock.now()
+
+        async def resume() -> None:
+            try:
+                count = await asyncio.to_thread(
+                    self.dispatcher.store.resume, now, types=types, excluding=excluding
+                )
+            except Exception as error:
+                log.warning("resuming rows for %s failed (%s)", key, _describe(error))
+                return
+            log.info("target %s: %d waiting row(s) due again", key, count)
+            self.wake()
+
+        self._background(resume())
 
     def _lapsed(self, token: str) -> bool:
         until = self._lease_until.get(token)
         return until is not None and self.dispatcher.clock.now() >= until
-
-    async def _deliver(self, message: Message) -> Settled:
-        try:
-            return await self.dispatcher.deliver(message)
-        except Exception as error:  # never lose track of a claimed row: hand it back
-            log.exception("delivering message %d failed unexpectedly: %s", message.id, error)
-            return self.dispatcher.release(message)
 
     def _release_queued(self) -> None:
         while not self._queue.empty():
             token, message = self._queue.get_nowait()
             self._stage(token, self.dispatcher.release(message))
             self._queue.task_done()
+        for target in self._pool.all():
+            while target.backlog:
+                token, message, _ = target.backlog.popleft()
+                self._stage(token, self.dispatcher.release(message))
 
     def _stage(self, token: str, settled: Settled) -> None:
         self._staged.setdefault(token, []).append(settled)
@@ -216,7 +381,34 @@ class Pipeline:
         return True
 
     def _ack_all(self, batches: dict[str, list[Settled]]) -> list[Settled]:
-        return [r for token, items in batches.items() for r in self.dispatcher.ack(token, items)]
+        refused: list[Settled] = []
+        for token, items in batches.items():
+            deferred = [item for item in items if item.kind is Kind.DEFERRED]
+            rest = [item for item in items if item.kind is not Kind.DEFERRED]
+            if rest:
+                refused += self.dispatcher.ack(token, rest)
+            if deferred:
+                refused += self._defer(token, deferred)
+        return refused
+
+    def _defer(self, token: str, items: list[Settled]) -> list[Settled]:
+        """One statement per (time, line): rows held back together share both."""
+        groups: dict[tuple[datetime | None, str | None], list[Settled]] = {}
+        for item in items:
+            groups.setdefault((item.message.next_attempt_at, item.message.status), []).append(item)
+        refused: list[Settled] = []
+        for (until, line), group in groups.items():
+            assert until is not None
+            result = self.dispatcher.store.defer(token, [i.message.id for i in group], until, line)
+            lost = set(result.refused_ids)
+            refused += [item for item in group if item.message.id in lost]
+        return refused
+
+    def target_health(self) -> list[TargetHealth]:
+        """This worker's view of each target it has sent to."""
+        now = self.dispatcher.clock.now()
+        cap = self._pool.cap(now)
+        return [target.health(cap, now) for target in self._pool.all()]
 
     def _acked(self, batches: dict[str, list[Settled]], refused: list[Settled]) -> None:
         lost = {id(item) for item in refused}

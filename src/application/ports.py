@@ -8,6 +8,7 @@ from typing import Protocol
 
 import attrs
 
+from domain.breaker import TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
@@ -76,6 +77,29 @@ class OutboxStore(Protocol):
         """
         ...
 
+    def defer(
+        self, token: str, ids: Sequence[int], until: datetime, line: str | None = None
+    ) -> AckResult:
+        """Hand rows claimed under `token` back as pending, due at `until`, without spending an
+        attempt: `Attempts` returns to its value before the claim and the idempotency key stays
+        (the same request goes out later). `line`, when given, replaces `Status`. One round
+        trip; fenced like `ack` (rows no longer held by `token` are refused, untouched).
+        """
+        ...
+
+    def resume(
+        self, now: datetime, *, types: Sequence[str] | None, excluding: Sequence[str] = ()
+    ) -> int:
+        """Make pending rows whose next attempt is after `now` due at `now`: rows of `types`, or
+        with `types` None of every type not in `excluding`. Used when a target recovers, so its
+        waiting rows go without waiting out their backoff. Returns how many rows."""
+        ...
+
+    def report_target(self, health: TargetHealth) -> None:
+        """Record a target's breaker state (one row per target; the latest report wins), so
+        every process sees it. Load figures (in flight, limit) are per worker: not kept."""
+        ...
+
     def renew(self, token: str, lease_until: datetime) -> int:
         """Extend the lease of every row still held by `token`; returns how many."""
         ...
@@ -121,6 +145,10 @@ class OutboxAdmin(Protocol):
 
     def history_of(self, message_id: int) -> list[Attempt]:
         """The recorded HTTP attempts of one row, oldest first."""
+        ...
+
+    def target_health(self) -> list[TargetHealth]:
+        """Each target's breaker as last reported by any worker, ordered by target."""
         ...
 
 

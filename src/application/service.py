@@ -16,7 +16,7 @@ from domain.delivery import DeliveryRequest, DeliveryResult, Verdict, classify
 from domain.errors import InvalidMessage, one_line
 from domain.message_type import MessageTypes
 from domain.model import Message, State
-from domain.retry import RetryPolicy
+from domain.retry import Backoff
 
 
 class Kind(enum.Enum):
@@ -25,6 +25,7 @@ class Kind(enum.Enum):
     DEAD = "dead"
     INVALID = "invalid"
     RELEASED = "released"
+    DEFERRED = "deferred"
 
 
 @attrs.frozen(kw_only=True)
@@ -68,6 +69,7 @@ class Summary:
     dead: int = 0
     invalid: int = 0
     released: int = 0
+    deferred: int = 0
     refused: int = 0
 
     def count(self, settled: Iterable[Settled]) -> None:
@@ -87,7 +89,7 @@ class Dispatcher:
         clock: Clock,
         types: MessageTypes,
         targets: Targets,
-        policy: RetryPolicy,
+        policy: Backoff,
         rng: random.Random,
         settings: DispatchSettings,
     ) -> None:
@@ -161,6 +163,10 @@ class Dispatcher:
         prepared = self.prepare(message)
         if isinstance(prepared, Settled):
             return prepared
+        return await self.transmit(message, prepared)
+
+    async def transmit(self, message: Message, prepared: DeliveryRequest) -> Settled:
+        """Send a prepared request and settle the message on its result."""
         started_at = self.clock.now()
         try:
             result = await self.sender.send(prepared)

@@ -9,7 +9,7 @@ from domain import status
 from domain.delivery import DeliveryResult, Verdict, classify
 from domain.errors import IllegalTransition
 from domain.idempotency import new_key
-from domain.retry import RetryPolicy
+from domain.retry import Backoff
 
 
 class State(enum.IntEnum):
@@ -92,7 +92,7 @@ class Message:
         return self._finish(State.SENT, line, sent_at=now)
 
     def mark_failed(
-        self, result: DeliveryResult, policy: RetryPolicy, now: datetime, jitter: float
+        self, result: DeliveryResult, policy: Backoff, now: datetime, jitter: float
     ) -> Message:
         self._require_in_flight("mark failed")
         verdict = classify(result)
@@ -119,6 +119,17 @@ class Message:
         self._require_in_flight("release")
         return self._release_lease(
             State.PENDING, self.status, next_attempt_at=now, attempts=max(self.attempts - 1, 0)
+        )
+
+    def defer(self, until: datetime, line: str | None = None) -> Message:
+        """Hand an unsent message back, due at `until`, without spending an attempt: the claim's
+        count is undone and the key kept (it is the same request). `line` replaces Status."""
+        self._require_in_flight("defer")
+        return self._release_lease(
+            State.PENDING,
+            self.status if line is None else status.bounded(line),
+            next_attempt_at=until,
+            attempts=max(self.attempts - 1, 0),
         )
 
     def requeue(self) -> Message:

@@ -26,17 +26,22 @@ def sent(result: DeliveryResult, attempt: int, key: str) -> str:
 
 
 def retrying(result: DeliveryResult, attempt: int, max_attempts: int, when: datetime) -> str:
-    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return bounded(
-        f"retrying: {result.describe()}, attempt {attempt} of {max_attempts}, next at {stamp}"
-        + _excerpt(result)
+        f"retrying: {result.describe()}, attempt {attempt} of {max_attempts}, "
+        f"next at {_stamp(when)}" + _excerpt(result)
     )
 
 
 def dead(result: DeliveryResult, attempt: int, max_attempts: int) -> str:
+    gone = ", the receiver asked to stop sending (410 Gone)" if result.status_code == 410 else ""
     return bounded(
-        f"dead: {result.describe()}, attempt {attempt} of {max_attempts}" + _excerpt(result)
+        f"dead: {result.describe()}{gone}, attempt {attempt} of {max_attempts}" + _excerpt(result)
     )
+
+
+def waiting(target: str, reason: str, when: datetime) -> str:
+    """A row held back, without spending an attempt, while its target is unavailable."""
+    return bounded(f"waiting: {target} {reason}, next at {_stamp(when)}")
 
 
 def gave_up(reason: str) -> str:
@@ -49,6 +54,10 @@ def invalid(reason: str) -> str:
 
 def requeued() -> str:
     return "requeued: by outbox retry"
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _excerpt(result: DeliveryResult) -> str:

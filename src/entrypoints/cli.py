@@ -141,14 +141,17 @@ def enqueue(user_id: int, message: str, message_type: str, count: int) -> None:
 @click.option("--dead", "dead_limit", type=click.IntRange(0, 1000), default=10, show_default=True)
 @_fail_cleanly
 def status(as_json: bool, dead_limit: int) -> None:
-    """Counts per state, oldest pending age, leases by owner, the latest dead rows."""
+    """Counts per state, oldest pending age, leases by owner, the latest dead rows, the retry
+    schedule and each target's health."""
     from entrypoints.container import build
-    from entrypoints.status_view import render_overview
+    from entrypoints.status_view import Health, render_overview
 
     container = build()
-    overview = container.store().overview(container.clock().now(), dead_limit)
+    store = container.store()
+    overview = store.overview(container.clock().now(), dead_limit)
+    health = Health(retries=container.policy().describe(), targets=store.target_health())
     container.shutdown_resources()
-    click.echo(render_overview(overview, as_json=as_json))
+    click.echo(render_overview(overview, as_json=as_json, health=health))
 
 
 @main.command()

@@ -8,6 +8,8 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 
+from domain.retry import STANDARD_WEBHOOKS
+
 PREFIX = "OUTBOX_"
 MAX_BATCH_SIZE = 1000  # well below SQL Server's lock escalation threshold (5,000 locks)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -34,9 +36,14 @@ class Settings:
     concurrency: int = 64
     poll_interval: float = 1.0
     lease_seconds: float = 30.0
+    retry_schedule: tuple[float, ...] | Literal["exponential"] = STANDARD_WEBHOOKS
     max_attempts: int = 8
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 300.0
+    target_concurrency: int = 0
+    breaker_failures: int = 5
+    breaker_cooldown: float = 5.0
+    breaker_cooldown_max: float = 60.0
     http_timeout: float = 10.0
     connect_timeout: float = 5.0
     metrics_port: int = 0
@@ -50,9 +57,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         reader = _Reader(env)
-        settings = cls(
-            **{name: parse(reader, name) for name, parse in _PARSERS.items() if reader.has(name)}
-        )
+        values = {name: parse(reader, name) for name, parse in _PARSERS.items() if reader.has(name)}
+        _pick_backoff(values)
+        settings = cls(**values)
         _check_consistency(settings)
         return settings
 
@@ -140,6 +147,45 @@ def _secret(reader: _Reader, name: str) -> str:
     return raw
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_EXPONENTIAL = frozenset({"max_attempts", "retry_base_seconds", "retry_max_seconds"})
+
+
+def _schedule(reader: _Reader, name: str) -> tuple[float, ...] | Literal["exponential"]:
+    """`exponential`, `standard`, or waits like `5s,5m,30m,2h` (a bare number is seconds)."""
+    raw = reader.text(name).lower()
+    if raw in ("exponential", "standard"):
+        return "exponential" if raw == "exponential" else STANDARD_WEBHOOKS
+    steps: list[float] = []
+    for item in raw.split(","):
+        match = _DURATION.match(item.strip())
+        seconds = float(match[1]) * _SECONDS[match[2] or "s"] if match else 0.0
+        if not match or not 0 < seconds <= 30 * 86400 or len(steps) >= 100:
+            raise _bad(
+                name,
+                raw,
+                "comma-separated waits such as 5s,5m,30m,2h (each > 0 and <= 30d), "
+                "'standard' or 'exponential'",
+            )
+        steps.append(seconds)
+    return tuple(steps)
+
+
+def _pick_backoff(values: dict[str, Any]) -> None:
+    """Setting any exponential knob without OUTBOX_RETRY_SCHEDULE selects the exponential policy
+    (as before the schedule existed); with an explicit list the knobs would be ignored: refuse."""
+    knobs = sorted(_EXPONENTIAL.intersection(values))
+    schedule = values.get("retry_schedule")
+    if schedule is None and knobs:
+        values["retry_schedule"] = "exponential"
+    elif isinstance(schedule, tuple) and knobs:
+        raise ConfigError(
+            f"{_var(knobs[0])} applies only to OUTBOX_RETRY_SCHEDULE=exponential; "
+            "a listed schedule makes one attempt more than it has waits"
+        )
+
+
 def _packages(reader: _Reader, name: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in reader.text(name).split(",") if p.strip())
     for part in parts:
@@ -158,9 +204,14 @@ _PARSERS: dict[str, Callable[[_Reader, str], Any]] = {
     "concurrency": lambda r, n: r.number(n, int, 1, 1024),
     "poll_interval": lambda r, n: r.number(n, float, 0.01, 3600),
     "lease_seconds": lambda r, n: r.number(n, float, 1, 86400),
+    "retry_schedule": _schedule,
     "max_attempts": lambda r, n: r.number(n, int, 1, 1000),
     "retry_base_seconds": lambda r, n: r.number(n, float, 0.001, 86400),
     "retry_max_seconds": lambda r, n: r.number(n, float, 0.001, 7 * 86400),
+    "target_concurrency": lambda r, n: r.number(n, int, 0, 1024),
+    "breaker_failures": lambda r, n: r.number(n, int, 1, 1000),
+    "breaker_cooldown": lambda r, n: r.number(n, float, 0.1, 86400),
+    "breaker_cooldown_max": lambda r, n: r.number(n, float, 0.1, 86400),
     "http_timeout": lambda r, n: r.number(n, float, 0.05, 600),
     "connect_timeout": lambda r, n: r.number(n, float, 0.05, 600),
     "metrics_port": lambda r, n: r.number(n, int, 0, 65535),
@@ -174,6 +225,11 @@ _PARSERS: dict[str, Callable[[_Reader, str], Any]] = {
 
 
 def _check_consistency(settings: Settings) -> None:
+    if settings.breaker_cooldown_max < settings.breaker_cooldown:
+        raise ConfigError(
+            f"OUTBOX_BREAKER_COOLDOWN_MAX ({settings.breaker_cooldown_max:g}) must be >= "
+            f"OUTBOX_BREAKER_COOLDOWN ({settings.breaker_cooldown:g})"
+        )
     if settings.retry_max_seconds < settings.retry_base_seconds:
         raise ConfigError(
             f"OUTBOX_RETRY_MAX_SECONDS ({settings.retry_max_seconds:g}) must be >= "

@@ -20,8 +20,10 @@ from application.message_types import BUILT_IN, discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import MessageSender
 from application.service import Dispatcher, DispatchSettings, Targets
+from application.targets import TargetSettings
+from domain.breaker import BreakerSettings
 from domain.message_type import MessageTypes
-from domain.retry import RetryPolicy
+from domain.retry import Backoff, RetryPolicy, RetrySchedule
 from entrypoints.config import ConfigError, Settings
 from entrypoints.version import user_agent
 
@@ -68,7 +70,9 @@ def _targets(settings: Settings) -> Targets:
     return Targets(default=settings.target_url, by_type=dict(settings.target_urls))
 
 
-def _policy(settings: Settings) -> RetryPolicy:
+def _policy(settings: Settings) -> Backoff:
+    if settings.retry_schedule != "exponential":
+        return RetrySchedule(steps=settings.retry_schedule)
     return RetryPolicy(
         base_seconds=settings.retry_base_seconds,
         max_seconds=settings.retry_max_seconds,
@@ -83,6 +87,18 @@ def _dispatch_settings(settings: Settings) -> DispatchSettings:
         lease_seconds=settings.lease_seconds,
         concurrency=settings.concurrency,
         per_user=settings.ordering == "per-user",
+    )
+
+
+def _target_settings(settings: Settings) -> TargetSettings:
+    return TargetSettings(
+        concurrency=settings.concurrency,
+        target_concurrency=settings.target_concurrency or None,
+        breaker=BreakerSettings(
+            failures=settings.breaker_failures,
+            cooldown_seconds=settings.breaker_cooldown,
+            cooldown_max_seconds=settings.breaker_cooldown_max,
+        ),
     )
 
 
@@ -107,6 +123,7 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemoryOutboxStore),
     )
     message_types = providers.Singleton(_message_types, settings)
+    policy = providers.Callable(_policy, settings)
     http_client = providers.Singleton(
         make_http_client,
         timeout=settings.provided.http_timeout,
@@ -137,12 +154,14 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         types=message_types,
         targets=providers.Callable(_targets, settings),
-        policy=providers.Callable(_policy, settings),
+        policy=policy,
         rng=rng,
         settings=providers.Callable(_dispatch_settings, settings),
     )
     pipeline_settings = providers.Factory(
-        PipelineSettings, poll_interval=settings.provided.poll_interval
+        PipelineSettings,
+        poll_interval=settings.provided.poll_interval,
+        targets=providers.Callable(_target_settings, settings),
     )
     pipeline = providers.Factory(Pipeline, dispatcher, pipeline_settings)
 

@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from application.service import Settled
+from domain.breaker import BreakerState, TargetHealth
+from domain.delivery import DeliveryResult
 
 
 class PrometheusObserver:
@@ -41,8 +43,43 @@ class PrometheusObserver:
         self.oldest_pending = Gauge(
             "outbox_oldest_pending_age_seconds", "Age of the oldest due row", registry=self.registry
         )
-        for outcome in ("sent", "retried", "dead", "invalid", "released"):
+        for outcome in ("sent", "retried", "dead", "invalid", "released", "deferred"):
             self.settled_total.labels(outcome)
+        self._per_target()
+
+    def _per_target(self) -> None:
+        """One series per target (scheme://host:port), never per message."""
+        self.target_state = Gauge(
+            "outbox_target_breaker_state",
+            "Circuit breaker per target: 1 for the current state, 0 for the others",
+            ["target", "state"],
+            registry=self.registry,
+        )
+        self.target_in_flight = Gauge(
+            "outbox_target_in_flight",
+            "Requests in flight per target",
+            ["target"],
+            registry=self.registry,
+        )
+        self.target_limit = Gauge(
+            "outbox_target_concurrency_limit",
+            "Current concurrency limit per target",
+            ["target"],
+            registry=self.registry,
+        )
+        self.target_latency = Histogram(
+            "outbox_target_latency_seconds",
+            "HTTP attempt latency per target",
+            ["target"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.target_outcomes = Counter(
+            "outbox_target_responses",
+            "Answers per target: 2xx, 4xx, 5xx or the error class",
+            ["target", "outcome"],
+            registry=self.registry,
+        )
 
     def claimed(self, count: int) -> None:
         self.claimed_total.inc(count)
@@ -56,8 +93,26 @@ class PrometheusObserver:
     def in_flight(self, count: int) -> None:
         self.in_flight_gauge.set(count)
 
+    def target_changed(self, health: TargetHealth) -> None:
+        for state in BreakerState:
+            self.target_state.labels(health.target, state.value).set(state is health.state)
+
+    def target_load(self, target: str, in_flight: int, limit: int) -> None:
+        self.target_in_flight.labels(target).set(in_flight)
+        self.target_limit.labels(target).set(limit)
+
+    def target_answered(self, target: str, result: DeliveryResult) -> None:
+        self.target_latency.labels(target).observe(result.latency_ms / 1000)
+        self.target_outcomes.labels(target, _outcome(result)).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _outcome(result: DeliveryResult) -> str:
+    if result.status_code is None:
+        return "timeout" if "timeout" in (result.error or "").lower() else "error"
+    return f"{result.status_code // 100}xx"
 
 
 class Liveness:

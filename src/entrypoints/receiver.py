@@ -166,8 +166,11 @@ async def run_receiver(
     try:
         await web.TCPSite(runner, host, port).start()
         bound = int(runner.addresses[0][1])
-        print(f"receiver listening on http://{host}:{bound}/ (signatures "
-              f"{'verified' if secret else 'not checked'}); GET /stats for details", flush=True)
+        print(
+            f"receiver listening on http://{host}:{bound}/ (signatures "
+            f"{'verified' if secret else 'not checked'}); GET /stats for details",
+            flush=True,
+        )
         if on_ready is not None:
             on_ready(bound)
         await _print_tally(app[STATE])

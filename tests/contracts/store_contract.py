@@ -8,10 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Generic, Protocol, TypeVar
 
+import attrs
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from application.ports import AckResult, Attempt, NewMessage, OutboxAdmin, OutboxStore
+from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryResult
 from domain.model import Message, State
 from domain.retry import RetryPolicy
@@ -254,6 +256,115 @@ class OutboxStoreContract(Generic[S]):
         [again] = self.claim(store, "b")
 
         assert again.idempotency_key == claimed.idempotency_key and again.attempts == 1
+
+    # --- deferral (a target's breaker is open) -----------------------------
+
+    def test_a_deferred_row_keeps_its_attempts_and_key_and_waits_until_the_given_time(
+        self, store: S
+    ) -> None:
+        self.enqueue(store, 1)
+        [first] = self.claim(store, "a")
+        failed = first.mark_failed(UNAVAILABLE, POLICY, T0, jitter=0.0)
+        store.ack("a", [failed], [self.attempt(first, UNAVAILABLE)])
+        assert failed.next_attempt_at is not None
+        [claimed] = self.claim(store, "b", at=failed.next_attempt_at)
+        until = T0 + timedelta(minutes=5)
+
+        result = store.defer("b", [claimed.id], until, "waiting: target down")
+        early = self.claim(store, "c", at=until - timedelta(seconds=1))
+        [again] = self.claim(store, "d", at=until)
+
+        assert result.written == 1 and result.refused_ids == ()
+        assert early == []
+        assert again.attempts == claimed.attempts == 2
+        assert again.idempotency_key == first.idempotency_key
+
+    def test_a_deferred_row_reads_back_pending_with_its_attempts_before_the_claim(
+        self, store: S
+    ) -> None:
+        [message_id] = self.enqueue(store, 1)
+        self.claim(store, "a")
+        until = T0 + timedelta(minutes=1)
+
+        store.defer("a", [message_id], until, "waiting: target down")
+
+        row = self.row(store, message_id)
+        assert row.state is State.PENDING and row.attempts == 0
+        assert row.next_attempt_at == until and row.status == "waiting: target down"
+        assert row.lease_token is None and row.lease_owner is None
+
+    def test_deferring_without_a_line_keeps_the_status(self, store: S) -> None:
+        [message_id] = self.enqueue(store, 1)
+        self.claim(store, "a")
+
+        store.defer("a", [message_id], T0 + timedelta(seconds=5))
+
+        assert self.row(store, message_id).status is None
+
+    def test_a_deferral_under_a_lost_lease_is_refused(self, store: S) -> None:
+        ids = self.enqueue(store, 2)
+        self.claim(store, "a", limit=1)
+        self.claim(store, "b", limit=1)
+
+        result = store.defer("a", ids, T0 + timedelta(minutes=1))
+
+        assert result.written == 1 and result.refused_ids == (ids[1],)
+        assert self.row(store, ids[1]).state is State.IN_FLIGHT
+
+    def test_resuming_makes_waiting_rows_of_the_given_types_due_now(self, store: S) -> None:
+        [slow] = store.enqueue([NewMessage(user_id=1, body="s", message_type="slow")])
+        [other] = store.enqueue([NewMessage(user_id=1, body="o", message_type="default")])
+        self.claim(store, "a")
+        store.defer("a", [slow, other], T0 + timedelta(hours=1))
+        now = T0 + timedelta(seconds=10)
+
+        resumed = store.resume(now, types=["slow"])
+        claimed = self.claim(store, "b", at=now)
+
+        assert resumed == 1
+        assert [m.id for m in claimed] == [slow]
+
+    def test_resuming_every_type_but_the_excluded_ones(self, store: S) -> None:
+        [slow] = store.enqueue([NewMessage(user_id=1, body="s", message_type="slow")])
+        [other] = store.enqueue([NewMessage(user_id=1, body="o", message_type="default")])
+        self.claim(store, "a")
+        store.defer("a", [slow, other], T0 + timedelta(hours=1))
+        now = T0 + timedelta(seconds=10)
+
+        resumed = store.resume(now, types=None, excluding=["slow"])
+        claimed = self.claim(store, "b", at=now)
+
+        assert resumed == 1
+        assert [m.id for m in claimed] == [other]
+
+    # --- target health -------------------------------------------------------
+
+    def test_the_latest_report_of_a_target_is_what_everyone_reads(self, store: S) -> None:
+        down = TargetHealth(
+            target="https://a.example:443",
+            state=BreakerState.OPEN,
+            since=T0,
+            last_error="HTTP 503 in 2 ms",
+            updated_at=T0,
+            reported_by="w-1",
+        )
+        other = attrs.evolve(down, target="http://b.example:80", state=BreakerState.CLOSED)
+        store.report_target(down)
+        store.report_target(other)
+        later = T0 + timedelta(minutes=3)
+
+        store.report_target(
+            attrs.evolve(down, state=BreakerState.CLOSED, since=later, updated_at=later)
+        )
+
+        assert [(h.target, h.state, h.since) for h in store.target_health()] == [
+            ("http://b.example:80", BreakerState.CLOSED, T0),
+            ("https://a.example:443", BreakerState.CLOSED, later),
+        ]
+        assert store.target_health()[1].last_error == "HTTP 503 in 2 ms"
+
+    def test_no_target_reported_reads_empty(self, store: S) -> None:
+        assert store.target_health() == []
 
     # --- re-sends and requeues --------------------------------------------
 

@@ -38,7 +38,7 @@ class TestMssqlOutboxStore(SqlStoreContract):
     @pytest.fixture
     def store(self, migrated: SqlOutboxStore) -> SqlOutboxStore:
         with migrated.engine.begin() as conn:
-            for table in (migrated.table, migrated.history):
+            for table in (migrated.table, migrated.history, migrated.targets):
                 conn.execute(text(f"TRUNCATE TABLE [{table.name}]"))
         return migrated
 

@@ -28,9 +28,7 @@ def receiver() -> Iterator[str]:
 
 def message(text: str, key: str = "msg_tok_1", message_id: int = 1) -> DeliveryRequest:
     body = json.dumps({"id": message_id, "user_id": 3, "message": text}).encode()
-    return DeliveryRequest(
-        message_id=message_id, url="", body=body, idempotency_key=key, attempt=1
-    )
+    return DeliveryRequest(message_id=message_id, url="", body=body, idempotency_key=key, attempt=1)
 
 
 def deliver(url: str, *requests: DeliveryRequest, secret: str = SECRET) -> list[DeliveryResult]:

@@ -153,3 +153,57 @@ def test_a_bad_target_map_entry_is_an_error_naming_its_variable() -> None:
     message = error_for({"OUTBOX_TARGET_URLS": "sms=https://a.example.com,json"})
 
     assert message.startswith("OUTBOX_TARGET_URLS must be")
+
+
+def test_the_default_retry_schedule_is_the_standard_webhooks_one() -> None:
+    assert Settings.from_env({}).retry_schedule == (
+        5.0,
+        300.0,
+        1800.0,
+        7200.0,
+        18000.0,
+        36000.0,
+        50400.0,
+        72000.0,
+        86400.0,
+    )
+
+
+def test_an_explicit_retry_schedule_is_read_in_units() -> None:
+    settings = Settings.from_env({"OUTBOX_RETRY_SCHEDULE": "500ms, 5s,5m,2h,1d, 7"})
+
+    assert settings.retry_schedule == (0.5, 5.0, 300.0, 7200.0, 86400.0, 7.0)
+
+
+def test_setting_an_exponential_knob_alone_selects_the_exponential_policy() -> None:
+    settings = Settings.from_env({"OUTBOX_MAX_ATTEMPTS": "3"})
+
+    assert settings.retry_schedule == "exponential" and settings.max_attempts == 3
+
+
+def test_exponential_can_be_named_outright() -> None:
+    assert Settings.from_env({"OUTBOX_RETRY_SCHEDULE": "Exponential"}).retry_schedule == (
+        "exponential"
+    )
+
+
+@pytest.mark.parametrize("raw", ["5s,,5m", "5x", "0s", "-5s", "40d", "fast"])
+def test_a_bad_retry_schedule_names_the_variable(raw: str) -> None:
+    assert error_for({"OUTBOX_RETRY_SCHEDULE": raw}).startswith("OUTBOX_RETRY_SCHEDULE must be")
+
+
+def test_a_listed_schedule_with_an_exponential_knob_is_refused() -> None:
+    message = error_for({"OUTBOX_RETRY_SCHEDULE": "5s,5m", "OUTBOX_MAX_ATTEMPTS": "4"})
+
+    assert message.startswith("OUTBOX_MAX_ATTEMPTS applies only to OUTBOX_RETRY_SCHEDULE")
+
+
+def test_breaker_and_target_settings_are_read_and_checked() -> None:
+    env = {"OUTBOX_BREAKER_FAILURES": "3", "OUTBOX_TARGET_CONCURRENCY": "8"}
+    settings = Settings.from_env(env)
+
+    assert (settings.breaker_failures, settings.target_concurrency) == (3, 8)
+    assert error_for({"OUTBOX_BREAKER_COOLDOWN": "0"}).startswith("OUTBOX_BREAKER_COOLDOWN must")
+    assert error_for(
+        {"OUTBOX_BREAKER_COOLDOWN": "30", "OUTBOX_BREAKER_COOLDOWN_MAX": "10"}
+    ).startswith("OUTBOX_BREAKER_COOLDOWN_MAX (10) must be >=")

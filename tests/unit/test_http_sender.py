@@ -65,9 +65,7 @@ def test_the_body_is_posted_as_json_to_the_requests_url() -> None:
     send(make_sender(recorder))
 
     posted = recorder.requests[0]
-    assert (posted.method, str(posted.url), posted.content) == (
-        "POST", REQUEST.url, REQUEST.body
-    )
+    assert (posted.method, str(posted.url), posted.content) == ("POST", REQUEST.url, REQUEST.body)
     assert posted.headers["content-type"] == "application/json"
 
 
@@ -133,7 +131,8 @@ def test_each_attempt_carries_the_time_it_was_made_and_the_same_key() -> None:
 
     first, second = (request.headers for request in recorder.requests)
     assert (first["webhook-timestamp"], second["webhook-timestamp"]) == (
-        str(int(NOW)), str(int(NOW + 30))
+        str(int(NOW)),
+        str(int(NOW + 30)),
     )
     assert first["webhook-id"] == second["webhook-id"] == "msg_token_7"
     assert first["webhook-signature"] != second["webhook-signature"]
@@ -278,4 +277,3 @@ class CountingBody(httpx.AsyncByteStream):
 
 def _raise_connect_error(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("connection refused")
-

@@ -7,7 +7,13 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 FRAMEWORKS = {
-    "sqlalchemy", "httpx", "pyodbc", "aiohttp", "dependency_injector", "alembic", "psycopg",
+    "sqlalchemy",
+    "httpx",
+    "pyodbc",
+    "aiohttp",
+    "dependency_injector",
+    "alembic",
+    "psycopg",
 }
 OUTER_LAYERS = {"application", "adapters", "entrypoints"}
 

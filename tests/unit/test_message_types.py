@@ -125,8 +125,11 @@ def test_the_default_type_refuses_a_bad_message_with_a_clear_reason(
 
 @pytest.mark.parametrize(
     "user_id, reason",
-    [(None, "UserID is NULL"), (0, "UserID must be positive, got 0"),
-     (-3, "UserID must be positive, got -3")],
+    [
+        (None, "UserID is NULL"),
+        (0, "UserID must be positive, got 0"),
+        (-3, "UserID must be positive, got -3"),
+    ],
 )
 def test_the_default_type_refuses_a_bad_user_id(user_id: int | None, reason: str) -> None:
     message = row(user_id=user_id)

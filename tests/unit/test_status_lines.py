@@ -22,8 +22,13 @@ def every_kind_of_line(result: DeliveryResult, reason: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "kind, word",
-    [("sent", "sent:"), ("retrying", "retrying:"), ("dead", "dead:"), ("gave up", "dead:"),
-     ("invalid", "invalid:")],
+    [
+        ("sent", "sent:"),
+        ("retrying", "retrying:"),
+        ("dead", "dead:"),
+        ("gave up", "dead:"),
+        ("invalid", "invalid:"),
+    ],
 )
 def test_a_status_line_starts_with_its_state_word(kind: str, word: str) -> None:
     line = every_kind_of_line(UNAVAILABLE, "Message is empty")[kind]

@@ -67,6 +67,26 @@ def history_columns() -> list[Column[object]]:
     ]
 
 
+def targets_columns() -> list[Column[object]]:
+    """Each target's breaker as last reported by a worker, for `outbox status`."""
+    return [
+        Column("Target", Unicode(200), primary_key=True),
+        Column("State", String(20), nullable=False),
+        Column("Since", MOMENT),
+        Column("LastError", Unicode(400)),
+        Column("UpdatedAt", MOMENT, nullable=False),
+        Column("ReportedBy", Unicode(200)),
+    ]
+
+
+def targets_name(table: str) -> str:
+    return f"{table}Targets"
+
+
+def targets_table(name: str, metadata: MetaData | None = None) -> Table:
+    return Table(targets_name(name), metadata or MetaData(), *targets_columns())
+
+
 def history_name(table: str) -> str:
     return f"{table}Attempts"
 

@@ -12,8 +12,9 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from adapters.sql import acks, claims
+from adapters.sql import acks, claims, target_rows
 from adapters.sql.acks import batch_document
+from adapters.sql.deferral import deferral, resumption
 from adapters.sql.mapping import (
     history_row,
     lifecycle_values,
@@ -23,9 +24,10 @@ from adapters.sql.mapping import (
 )
 from adapters.sql.overview import due_condition, oldest_due_age, read_overview
 from adapters.sql.producer import enqueue as insert_messages
-from adapters.sql.schema import history_table, outbox_table
+from adapters.sql.schema import history_table, outbox_table, targets_table
 from application.ports import AckResult, Attempt, NewMessage, Overview
 from domain import status
+from domain.breaker import TargetHealth
 from domain.idempotency import key_prefix
 from domain.model import Message, State
 
@@ -42,6 +44,7 @@ class SqlOutboxStore:
         self.engine = engine
         self.table = outbox_table(table)
         self.history = history_table(table)
+        self.targets = targets_table(table)
         self._claims = {
             per_user: claims.claim_statement(self.table, engine.dialect, per_user)
             for per_user in (False, True)
@@ -98,6 +101,34 @@ class SqlOutboxStore:
                 list(result.refused_ids)[:20],
             )
         return result
+
+    def defer(
+        self, token: str, ids: Sequence[int], until: datetime, line: str | None = None
+    ) -> AckResult:
+        if not ids:
+            return AckResult(written=0)
+        statement = deferral(self.table, token, ids, until, line)
+
+        def run(conn: Connection) -> AckResult:
+            held = self._held(conn, token, list(ids))
+            if held:
+                conn.execute(statement.where(self.table.c.ID.in_(sorted(held))))
+            return AckResult(written=len(held), refused_ids=tuple(i for i in ids if i not in held))
+
+        return self._transaction(run)
+
+    def resume(
+        self, now: datetime, *, types: Sequence[str] | None, excluding: Sequence[str] = ()
+    ) -> int:
+        statement = resumption(self.table, now, types, excluding)
+        return self._transaction(lambda conn: conn.execute(statement).rowcount)
+
+    def report_target(self, health: TargetHealth) -> None:
+        self._transaction(lambda conn: target_rows.write(conn, self.targets, health))
+
+    def target_health(self) -> list[TargetHealth]:
+        with self.engine.connect() as conn:
+            return target_rows.read(conn, self.targets)
 
     def renew(self, token: str, lease_until: datetime) -> int:
         t = self.table.c
@@ -174,6 +205,18 @@ class SqlOutboxStore:
         return self._transaction(lambda conn: conn.execute(statement).rowcount)
 
     # --- helpers -----------------------------------------------------------
+
+    def _held(self, conn: Connection, token: str, ids: list[int]) -> set[int]:
+        """The ids still held by `token`, locked until the transaction ends."""
+        t = self.table.c
+        query = (
+            select(t.ID)
+            .where(t.ID.in_(ids), t.LeaseToken == token, t.ToSend == int(State.IN_FLIGHT))
+            .order_by(t.ID)
+            .with_for_update()
+            .with_hint(self.table, "WITH (UPDLOCK, ROWLOCK)", "mssql")
+        )
+        return set(conn.execute(query).scalars())
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         for attempt in range(1, _RETRIES + 1):
