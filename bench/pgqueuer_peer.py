@@ -3,12 +3,13 @@
     python -m bench.pgqueuer_peer setup DSN --count N     # fresh pgqueuer schema, N jobs
     python -m bench.pgqueuer_peer consume DSN URL --batch-size B --concurrency C
 
-`consume` drains the queue on uvloop (pgqueuer's drain mode, asyncpg: its own driver; with
-psycopg its LISTEN starves its queries on the shared connection) and exits; the parent reads its
-CPU time from wait4 and its rate from the receiver's access log, as for `outbox drain`. Each
-job's payload is the body the dispatcher would send for the same row, POSTed with the same
-kind of headers (idempotency key, webhook id and timestamp); what pgqueuer has no notion of
-(signing, status lines, retry schedule, attempt history) is left out, to its advantage.
+`consume` drains the queue on uvloop (pgqueuer's drain mode, on its asyncpg pool driver: on one
+shared connection, asyncpg's fails and psycopg's starves under concurrent jobs) and exits; the
+parent reads its CPU time from wait4 and its rate from the receiver's access log, as for
+`outbox drain`. Each job's payload is the body the dispatcher would send for the same row,
+POSTed with the same kind of headers (idempotency key, webhook id and timestamp); what
+pgqueuer has no notion of (signing, status lines, retry schedule, attempt history) is left
+out, to its advantage.
 """
 
 from __future__ import annotations
@@ -47,15 +48,17 @@ async def setup(dsn: str, count: int) -> None:
 
 async def consume(dsn: str, url: str, batch_size: int, concurrency: int) -> None:
     import asyncpg
-    from pgqueuer import AsyncpgDriver, Queries, QueueManager
+    from pgqueuer import AsyncpgPoolDriver, Queries, QueueManager
     from pgqueuer.models import Job
     from pgqueuer.types import QueueExecutionMode
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": "pgq_peer"})
+    pool = await asyncpg.create_pool(
+        dsn, min_size=2, max_size=4, server_settings={"search_path": "pgq_peer"}
+    )
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            manager = QueueManager(Queries(AsyncpgDriver(conn)))
+            manager = QueueManager(Queries(AsyncpgPoolDriver(pool)))
 
             @manager.entrypoint(ENTRYPOINT)
             async def post(job: Job) -> None:
@@ -72,7 +75,7 @@ async def consume(dsn: str, url: str, batch_size: int, concurrency: int) -> None
                 max_concurrent_tasks=max(concurrency, 2 * batch_size),
             )
     finally:
-        await conn.close()
+        await pool.close()
 
 
 def main() -> None:

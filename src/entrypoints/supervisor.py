@@ -89,7 +89,8 @@ class Supervisor:
         codes = await asyncio.gather(*(self._keep(slot) for slot in self.slots))
         if self.startup_error:
             return STARTUP_ERROR
-        return next((code for code in codes if code != 0), 0)
+        failed = next((code for code in codes if code != 0), 0)
+        return 128 - failed if failed < 0 else failed  # killed by signal N: 128 + N, as a shell
 
     def on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
