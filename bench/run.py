@@ -84,7 +84,9 @@ def main() -> None:
         profile = _with_1m(profile)
     command = ".venv/bin/python -m bench.run " + shlex.join(sys.argv[1:])
     started, load = time.monotonic(), os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp, postgres_database() as pg_url:
+    # a database name of the run's own: two runs on one server must not drop each other's
+    database = postgres_database(f"outbox_bench_{os.getpid()}")
+    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp, database as pg_url:
         workdir = Path(tmp)
         with nginx_receiver(key_log=workdir / "received.log") as url:
             databases = [
