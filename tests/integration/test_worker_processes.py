@@ -87,11 +87,22 @@ def supervisor(
     return started[-1]
 
 
+def running_supervisor(
+    started: list[WorkerProcess], env: dict[str, str], log: Path, processes: int
+) -> WorkerProcess:
+    """A supervisor whose children are all up (healthy), so that each one gets rows."""
+    worker = supervisor(started, env, log, processes)
+    port = int(env["OUTBOX_METRICS_PORT"])
+    wait_until(lambda: _get(port, "/healthz").status_code == 200, 120, "all children healthy")
+    return worker
+
+
 def small_batches(database_url: str, receiver: SlowReceiver, **extra: str) -> dict[str, str]:
     """Batches small enough that every child gets rows; a short lease for the crash test."""
     return worker_env(
         database_url,
         receiver.url,
+        OUTBOX_METRICS_PORT=str(_free_port()),
         OUTBOX_BATCH_SIZE="20",
         OUTBOX_CONCURRENCY="8",
         OUTBOX_HTTP_TIMEOUT="1",
@@ -119,9 +130,10 @@ def test_n_worker_processes_deliver_every_row_once_and_sigterm_exits_0_with_noth
     tmp_path: Path,
     started: list[WorkerProcess],
 ) -> None:
-    ids = enqueue(store, 400)
-    worker = supervisor(started, small_batches(database_url, receiver), tmp_path / "w.log", 3)
+    env = small_batches(database_url, receiver)
+    worker = running_supervisor(started, env, tmp_path / "w.log", 3)
 
+    ids = enqueue(store, 400)
     owners = owners_while_sending(store, 400, 90)
     more = enqueue(store, 400)  # still streaming when the signal arrives
     wait_until(lambda: states(store)[2] > 0, 30, "rows in flight")
@@ -145,14 +157,17 @@ def test_a_killed_worker_process_is_restarted_and_its_rows_are_delivered_after_i
     started: list[WorkerProcess],
 ) -> None:
     store = migrated_store(sqlite_url)
+    env = small_batches(sqlite_url, receiver)
+    worker = running_supervisor(started, env, tmp_path / "w.log", 2)
     ids = enqueue(store, 600)
-    worker = supervisor(started, small_batches(sqlite_url, receiver), tmp_path / "w.log", 2)
     try:
         wait_until(lambda: len(store.overview(_now(), 0).leases) == 2, 60, "two children claiming")
         victim, held = next(iter(store.overview(_now(), 0).leases.items()))
         os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
 
         wait_until(lambda: states(store)[0] == 600, 90, "every row sent")
+        port = int(env["OUTBOX_METRICS_PORT"])
+        wait_until(lambda: _get(port, "/healthz").status_code == 200, 120, "the restarted child")
         code = worker.stop(timeout=30)
     finally:
         store.close()
@@ -171,14 +186,13 @@ def test_one_metrics_endpoint_adds_up_the_worker_processes_and_healthz_is_ok(
     started: list[WorkerProcess],
 ) -> None:
     store = migrated_store(sqlite_url)
+    env = small_batches(sqlite_url, receiver)
+    port = int(env["OUTBOX_METRICS_PORT"])
+    worker = running_supervisor(started, env, tmp_path / "w.log", 2)
     enqueue(store, 300)
-    port = _free_port()
-    env = small_batches(sqlite_url, receiver, OUTBOX_METRICS_PORT=str(port))
-    worker = supervisor(started, env, tmp_path / "w.log", 2)
     try:
         owners = owners_while_sending(store, 300, 90)
-        wait_until(lambda: _get(port, "/healthz").status_code == 200, 30, "healthy")
-        metrics = _get(port, "/metrics").text
+        metrics = _metrics_once(port, 'outbox_messages_total{outcome="sent"} 300.0')
         code = worker.stop(timeout=30)
     finally:
         store.close()
@@ -198,10 +212,9 @@ def test_healthz_is_unhealthy_while_a_worker_process_is_missing(
     started: list[WorkerProcess],
 ) -> None:
     migrated_store(sqlite_url).close()
-    port = _free_port()
-    env = small_batches(sqlite_url, receiver, OUTBOX_METRICS_PORT=str(port))
-    worker = supervisor(started, env, tmp_path / "w.log", 2)
-    wait_until(lambda: _get(port, "/healthz").status_code == 200, 60, "healthy")
+    env = small_batches(sqlite_url, receiver)
+    port = int(env["OUTBOX_METRICS_PORT"])
+    worker = running_supervisor(started, env, tmp_path / "w.log", 2)
     child = _children(worker.pid)[0]
 
     os.kill(child, signal.SIGKILL)
@@ -257,6 +270,12 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def _metrics_once(port: int, line: str) -> str:
+    """The /metrics text once it holds `line` (a child counts just after it writes the ack)."""
+    wait_until(lambda: line in _get(port, "/metrics").text, 30, line)
+    return _get(port, "/metrics").text
 
 
 def _get(port: int, path: str) -> httpx.Response:
