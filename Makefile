@@ -2,6 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: demo test test-unit test-faults test-faults-long lint bench bench-quick clean
 .PHONY: bootstrap-demo bootstrap-test bootstrap-bench
@@ -35,10 +36,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: bootstrap-bench $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: bootstrap-bench $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --full
 
-bench-quick: bootstrap-bench $(STAMP)
+bench-quick: bootstrap-bench $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
 
 clean:

@@ -32,6 +32,7 @@ class Profile:
     memory_marks: tuple[int, ...]
     claim_sent_rows: tuple[int, ...]
     claim_repeats: int
+    peer_count: int = 50_000  # scenario 9: pgqueuer vs drain
 
 
 @dataclass

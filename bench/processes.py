@@ -50,11 +50,14 @@ class Finished:
 class Child:
     """One `python -m entrypoints <command>`; its CPU time is read from wait4 when it exits."""
 
-    def __init__(self, command: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, command: str, env: dict[str, str], log: Path, argv: list[str] | None = None
+    ) -> None:
         self._log = log.open("ab")
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            [
+            argv
+            or [
                 sys.executable,
                 "-m",
                 "entrypoints",

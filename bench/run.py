@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import behaviour, throughput
+from bench import behaviour, peer, throughput
 from bench.context import Bench, Profile
 from bench.databases import BenchDatabase, mssql_database, postgres_database, sqlite_url
 from bench.findings import FINDINGS
@@ -49,6 +49,7 @@ QUICK = Profile(
     memory_marks=(1_000, 5_000),
     claim_sent_rows=(10_000, 100_000),
     claim_repeats=10,
+    peer_count=10_000,
 )
 FULL = Profile(
     name="full",
@@ -84,7 +85,9 @@ def main() -> None:
         profile = _with_1m(profile)
     command = ".venv/bin/python -m bench.run " + shlex.join(sys.argv[1:])
     started, load = time.monotonic(), os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp, postgres_database() as pg_url:
+    # a database name of the run's own: two runs on one server must not drop each other's
+    database = postgres_database(f"outbox_bench_{os.getpid()}")
+    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp, database as pg_url:
         workdir = Path(tmp)
         with nginx_receiver(key_log=workdir / "received.log") as url:
             databases = [
@@ -169,6 +172,8 @@ def _run_scenarios(bench: Bench, only: list[str] | None) -> None:
     for name, scenario in each_db:
         steps += [(name, lambda s=scenario, d=db: s(bench, d)) for db in bench.databases]  # type: ignore[misc]
     steps += [("scale", lambda: throughput.scale(bench))]
+    steps += [("processes", lambda: peer.supervised_workers(bench))]
+    steps += [("peer", lambda: peer.pgqueuer_vs_drain(bench))]
     steps += [("latency", lambda d=db: behaviour.latency(bench, d)) for db in bench.databases]  # type: ignore[misc]
     steps += [("memory", lambda: behaviour.memory(bench))]
     steps += [("claim", lambda d=db: behaviour.claim_cost(bench, d)) for db in bench.databases]  # type: ignore[misc]
@@ -226,7 +231,7 @@ def _arguments() -> argparse.Namespace:
         "--only",
         action="append",
         help="run only these scenarios (repeatable): "
-        "http db seed dispatcher sweep scale latency memory claim mssql",
+        "http db seed dispatcher sweep scale processes peer latency memory claim mssql",
     )
     parser.add_argument("--write", help="write the markdown report to this file")
     return parser.parse_args()

@@ -26,6 +26,16 @@ def judge(bench: Bench) -> None:
     report.target(
         "2 workers ≥ 0.7 × 2-process HTTP ceiling", f"{ratio:.2f} ×", _at_least(ratio, 0.7)
     )
+    ratio = f.get("supervised_2", math.nan) / f.get("http_ceiling_2", math.nan)
+    report.target(
+        "worker --processes 2 ≥ 0.8 × 2-process HTTP ceiling",
+        f"{ratio:.2f} ×",
+        _at_least(ratio, 0.8),
+    )
+    ratio = f.get("peer_drain", math.nan) / f.get("peer_pgqueuer", math.nan)
+    report.target(
+        "drain ≥ 1.7 × pgqueuer + aiohttp (PostgreSQL)", f"{ratio:.2f} ×", _at_least(ratio, 1.7)
+    )
     ratio = f.get("scale_4", math.nan) / f.get("scale_1", math.nan)
     report.target("4 workers ≥ 1 worker (PostgreSQL)", f"{ratio:.2f} ×", _at_least(ratio, 1.0))
     doubles = [v for k, v in f.items() if "doubles" in k]

@@ -146,12 +146,17 @@ def _drain(bench: Bench, db: BenchDatabase, count: int, settings: Settings) -> O
 
 
 def worker_once(
-    bench: Bench, db: BenchDatabase, count: int, settings: Settings, processes: int = 1
+    bench: Bench,
+    db: BenchDatabase,
+    count: int,
+    settings: Settings,
+    processes: int = 1,
+    **extra: str,
 ) -> Outcome:
     db.reset()
     db.seed_pending(count)
     path = bench.path(f"worker{processes}-{db.name}")
-    env = outbox_env(db.url, bench.url + path, settings)
+    env = outbox_env(db.url, bench.url + path, settings, **extra)
     children = [Child("worker", env, bench.child_log(f"worker{i}")) for i in range(processes)]
     try:
         wait_until(lambda: len(bench.log.arrivals(path)) >= count, 900, "the workers to send all")

@@ -70,9 +70,24 @@ def migrate() -> None:
     click.echo(f"migrated table {settings.table!r} at {_safe_url(settings.database_url)}")
 
 
+def _processes(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from entrypoints.config import ConfigError, parse_processes
+
+    try:
+        return None if value is None else parse_processes(value, "--processes")
+    except ConfigError as error:
+        raise click.BadParameter(str(error).removeprefix("--processes ")) from None
+
+
 @main.command()
+@click.option(
+    "--processes",
+    callback=_processes,
+    metavar="N|auto",
+    help="Worker processes under one supervisor (default: OUTBOX_PROCESSES, else 1).",
+)
 @_fail_cleanly
-def worker() -> None:
+def worker(processes: int | None) -> None:
     """Dispatch perpetually; SIGTERM/SIGINT finish in-flight work and exit 0."""
     _exit_at_once_on_stop_signals()
     from entrypoints import logs
@@ -82,6 +97,10 @@ def worker() -> None:
     container = build()
     settings = container.settings()
     logs.configure(settings.log_format, settings.signing_secrets())
+    if (processes or settings.processes) > 1:
+        from entrypoints.supervisor import supervise
+
+        sys.exit(run_loop(supervise(container, processes or settings.processes)))
     summary = run_loop(run(container, "worker"))
     _exit_at_once_on_stop_signals()
     click.echo(_summary_line(summary), err=True)

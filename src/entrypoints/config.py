@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
@@ -12,6 +13,7 @@ from domain.retry import STANDARD_WEBHOOKS
 
 PREFIX = "OUTBOX_"
 MAX_BATCH_SIZE = 1000  # well below SQL Server's lock escalation threshold (5,000 locks)
+MAX_PROCESSES = 256
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -53,6 +55,7 @@ class Settings:
     http_engine: Literal["aiohttp", "httpx"] = "aiohttp"
     message_type_packages: tuple[str, ...] = ()
     history_days: float = 7.0
+    processes: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -186,6 +189,16 @@ def _pick_backoff(values: dict[str, Any]) -> None:
         )
 
 
+def parse_processes(raw: str, name: str = "OUTBOX_PROCESSES") -> int:
+    """A worker process count: 1..MAX_PROCESSES, or `auto` for the cores this process may use."""
+    value = raw.strip().lower()
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if value.isdigit() and 1 <= int(value) <= MAX_PROCESSES:
+        return int(value)
+    raise ConfigError(f"{name} must be auto or a number between 1 and {MAX_PROCESSES}, got {raw!r}")
+
+
 def _packages(reader: _Reader, name: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in reader.text(name).split(",") if p.strip())
     for part in parts:
@@ -221,6 +234,7 @@ _PARSERS: dict[str, Callable[[_Reader, str], Any]] = {
     "http_engine": lambda r, n: r.choice(n, ("aiohttp", "httpx")),
     "message_type_packages": _packages,
     "history_days": lambda r, n: r.number(n, float, 0, 3650),
+    "processes": lambda r, n: parse_processes(r.text(n), _var(n)),
 }
 
 

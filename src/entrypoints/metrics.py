@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -12,6 +13,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from application.service import Settled
 from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryResult
+
+HEARTBEAT = "outbox_worker_heartbeat_timestamp_seconds"
+
+
+class Exposition(Protocol):
+    def render(self) -> bytes: ...
 
 
 class PrometheusObserver:
@@ -37,11 +44,24 @@ class PrometheusObserver:
             registry=self.registry,
             buckets=(0, 1, 10, 50, 100, 200, 500, 1000),
         )
+        # multiprocess_mode: how `outbox worker --processes N` adds the children up
         self.in_flight_gauge = Gauge(
-            "outbox_in_flight", "Claimed, not yet acked", registry=self.registry
+            "outbox_in_flight",
+            "Claimed, not yet acked",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.oldest_pending = Gauge(
-            "outbox_oldest_pending_age_seconds", "Age of the oldest due row", registry=self.registry
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest due row",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.heartbeat = Gauge(
+            HEARTBEAT,
+            "Unix time this worker last found itself healthy (0: unhealthy)",
+            registry=self.registry,
+            multiprocess_mode="liveall",
         )
         for outcome in ("sent", "retried", "dead", "invalid", "released", "deferred"):
             self.settled_total.labels(outcome)
@@ -129,7 +149,7 @@ class Liveness:
         return time.monotonic() - self.last_tick < self.stale_after
 
 
-def metrics_app(observer: PrometheusObserver, healthy: Callable[[], bool]) -> web.Application:
+def metrics_app(observer: Exposition, healthy: Callable[[], bool]) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=observer.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

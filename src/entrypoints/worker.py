@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -64,7 +65,8 @@ async def run(
     stop = stop or asyncio.Event()
     liveness = Liveness(stale_after=max(30.0, 3 * settings.poll_interval))
     _install_signals(stop)
-    helpers = [asyncio.create_task(_maintain(container, observer, liveness))]
+    beat = _heartbeat(observer, lambda: pipeline.healthy)
+    helpers = [asyncio.create_task(_maintain(container, observer, liveness, beat))]
     if supports := notify.supports_notify(settings.database_url):
         helpers.append(
             asyncio.create_task(notify.listen(settings.database_url, settings.table, pipeline.wake))
@@ -102,12 +104,23 @@ async def _dispatch(
             await asyncio.wait_for(stop.wait(), poll)
 
 
-async def _maintain(container: Container, observer: PrometheusObserver, liveness: Liveness) -> None:
+def _heartbeat(observer: PrometheusObserver, healthy: Callable[[], bool]) -> Callable[[], None]:
+    """What `outbox worker --processes N` reads for its /healthz (see entrypoints.supervisor)."""
+    return lambda: observer.heartbeat.set(time.time() if healthy() else 0.0)
+
+
+async def _maintain(
+    container: Container,
+    observer: PrometheusObserver,
+    liveness: Liveness,
+    beat: Callable[[], None],
+) -> None:
     store, clock = container.store(), container.clock()
     keep = timedelta(days=container.settings().history_days)
     rounds = 0
     while True:
         liveness.tick()
+        beat()
         with contextlib.suppress(Exception):
             age = await asyncio.to_thread(store.oldest_due_age, clock.now())
             observer.oldest_pending.set(age or 0.0)

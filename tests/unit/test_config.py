@@ -207,3 +207,19 @@ def test_breaker_and_target_settings_are_read_and_checked() -> None:
     assert error_for(
         {"OUTBOX_BREAKER_COOLDOWN": "30", "OUTBOX_BREAKER_COOLDOWN_MAX": "10"}
     ).startswith("OUTBOX_BREAKER_COOLDOWN_MAX (10) must be >=")
+
+
+def test_one_worker_process_is_the_default_and_auto_means_one_per_usable_core() -> None:
+    import os
+
+    assert Settings.from_env({}).processes == 1
+    assert Settings.from_env({"OUTBOX_PROCESSES": "3"}).processes == 3
+    cores = len(os.sched_getaffinity(0))
+    assert Settings.from_env({"OUTBOX_PROCESSES": "Auto"}).processes == cores
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "two", "1.5", "257"])
+def test_a_bad_process_count_names_the_variable(raw: str) -> None:
+    assert error_for({"OUTBOX_PROCESSES": raw}) == (
+        f"OUTBOX_PROCESSES must be auto or a number between 1 and 256, got '{raw}'"
+    )
