@@ -19,6 +19,7 @@ from adapters.targets import check_target
 from application.pipeline import Pipeline
 from application.ports import OutboxStore
 from application.service import Summary
+from entrypoints.allocator import release_free_memory
 from entrypoints.container import Container
 from entrypoints.metrics import Liveness, PrometheusObserver, metrics_app
 
@@ -112,6 +113,7 @@ async def _maintain(container: Container, observer: PrometheusObserver, liveness
             observer.oldest_pending.set(age or 0.0)
         if rounds % PRUNE_EVERY == 0:
             await _prune(store, clock.now() - keep)
+        release_free_memory()
         rounds += 1
         await asyncio.sleep(MAINTENANCE_SECONDS)
 
