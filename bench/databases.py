@@ -71,6 +71,12 @@ class BenchDatabase:
             query = text(f'SELECT count(*) FROM "{TABLE}" WHERE "ToSend" = :s')
             return int(conn.execute(query, {"s": to_send}).scalar_one())
 
+    def unfinished(self) -> int:
+        """Rows still pending or in flight (read through the partial index over unfinished rows)."""
+        with self.engine.connect() as conn:
+            query = text(f'SELECT count(*) FROM "{TABLE}" WHERE "ToSend" IN (1, 2)')
+            return int(conn.execute(query).scalar_one())
+
     def analyze(self) -> None:
         with self.engine.connect() as conn:
             conn.exec_driver_sql(f'ANALYZE "{TABLE}"')

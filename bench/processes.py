@@ -50,11 +50,14 @@ class Finished:
 class Child:
     """One `python -m entrypoints <command>`; its CPU time is read from wait4 when it exits."""
 
-    def __init__(self, command: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, command: str, env: dict[str, str], log: Path, argv: list[str] | None = None
+    ) -> None:
         self._log = log.open("ab")
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            [
+            argv
+            or [
                 sys.executable,
                 "-m",
                 "entrypoints",
@@ -71,11 +74,11 @@ class Child:
         return self.process.pid
 
     def rss_kib(self) -> dict[str, int]:
-        """VmRSS and VmHWM (peak) of the child, in KiB."""
+        """VmRSS, its anonymous / file / shared parts and VmHWM (peak) of the child, in KiB."""
         fields: dict[str, int] = {}
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
+            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
                 fields[name] = int(value.split()[0])
         return fields
 
