@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-faults test-faults-long lint bench bench-quick clean
+.PHONY: demo test test-unit test-faults test-faults-long lint bench bench-quick bench-memory-long clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick
+
+# one worker per database to 5,000,000 messages (about an hour each here); docs/memory-long.*
+bench-memory-long: $(STAMP)
+	$(BIN)/python -m bench.memory --total 5000000 --step 100000 --long-step 250000 --report docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -69,6 +69,13 @@ def _line(one: Series, colour: str, x_max: float, y_max: float, index: int) -> l
     coords = [_px(x, y, x_max, y_max) for x, y in one.points]
     path = " ".join(f"{px:.1f},{py:.1f}" for px, py in coords)
     out = [f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>']
+    if one.points:  # the target: within 10 % of the first point
+        left, limit = _px(0, one.points[0][1] * 1.1, x_max, y_max)
+        right, _ = _px(x_max, 0, x_max, y_max)
+        out.append(
+            f'<line x1="{left}" y1="{limit:.1f}" x2="{right}" y2="{limit:.1f}" '
+            f'stroke="{colour}" stroke-width="1" stroke-dasharray="4 4"/>'
+        )
     out += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{colour}"/>' for px, py in coords]
     legend_y = TOP + 20 + 20 * index
     out.append(
@@ -76,6 +83,11 @@ def _line(one: Series, colour: str, x_max: float, y_max: float, index: int) -> l
         f'y2="{legend_y}" stroke="{colour}" stroke-width="2"/>'
     )
     out.append(f'<text x="{WIDTH - RIGHT + 40}" y="{legend_y + 4}">{escape(one.name)}</text>')
+    if index == 0:
+        out.append(
+            f'<text x="{WIDTH - RIGHT + 15}" y="{HEIGHT - BOTTOM}" font-size="11">'
+            "dashed: first point + 10 %</text>"
+        )
     return out
 
 

@@ -19,7 +19,7 @@ from adapters.targets import check_target
 from application.pipeline import Pipeline
 from application.ports import OutboxStore
 from application.service import Summary
-from entrypoints.allocator import release_free_memory
+from entrypoints.allocator import limit_arenas, release_free_memory
 from entrypoints.container import Container
 from entrypoints.metrics import Liveness, PrometheusObserver, metrics_app
 
@@ -55,6 +55,7 @@ async def run(
     on_progress: Callable[[Summary], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> Summary:
+    limit_arenas()  # before the SQL threads start: each would grow a heap of its own
     preflight(container)
     settings = container.settings()
     pipeline: Pipeline = container.pipeline()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import weakref
 from datetime import timedelta
 from pathlib import Path
@@ -132,6 +134,49 @@ def test_releasing_free_memory_gives_freed_heap_pages_back_to_the_system() -> No
     assert released
     assert before - _rss_kib() > freed // 1024 // 2  # at least half of what was freed
     assert len(kept) == 16_384 // 64
+
+
+def test_threads_started_after_limiting_arenas_share_two() -> None:
+    counts = [_arenas_after_busy_threads(limit) for limit in (False, True)]
+
+    assert counts[0] > 2  # control: unlimited, each busy thread takes an arena of its own
+    assert counts[1] <= 2
+
+
+_ARENAS_SCRIPT = """
+import ctypes, sys, tempfile, threading
+from entrypoints.allocator import limit_arenas
+if sys.argv[1] == "1":
+    limit_arenas()
+start = threading.Barrier(6)
+def busy():
+    start.wait()
+    kept = [bytearray(1000) for _ in range(20000)]
+threads = [threading.Thread(target=busy) for _ in range(6)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+with tempfile.NamedTemporaryFile() as out:
+    handle = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, handle)
+    libc.fclose(handle)
+    print(open(out.name).read().count("<heap nr="))
+"""
+
+
+def _arenas_after_busy_threads(limit: bool) -> int:
+    """malloc arenas in a fresh interpreter after six threads allocated at once."""
+    done = subprocess.run(
+        [sys.executable, "-c", _ARENAS_SCRIPT, "1" if limit else "0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
 
 
 def _fragmented_heap(blocks: int, block_bytes: int, keep_every: int) -> tuple[list[bytes], int]:
