@@ -82,7 +82,7 @@ def _arena_count(libc: Any) -> int:
 
 
 def pymalloc_view() -> dict[str, int]:
-    """obmalloc's arenas (256 KiB each on 3.11, mmap'ed outside malloc) from _debugmallocstats."""
+    """obmalloc's arenas (1 MiB each on 64-bit 3.11, mmap'ed outside malloc), as it reports them."""
     with tempfile.TemporaryFile() as out:
         saved = os.dup(2)
         try:
@@ -96,6 +96,8 @@ def pymalloc_view() -> dict[str, int]:
         text = out.read().decode(errors="replace")
     view = {}
     for line in text.splitlines():
+        if "bytes/arena" in line:  # "42 arenas * 1048576 bytes/arena = 44,040,192"
+            view["arena bytes"] = int(line.rpartition("=")[2].strip().replace(",", ""))
         name, _, value = line.rpartition("=")
         name = name.strip().lstrip("#").strip()
         if name in ("arenas allocated current", "arenas highwater mark", "Total"):

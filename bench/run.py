@@ -142,10 +142,11 @@ def _standing_notes(bench: Bench) -> None:
     notes.append(
         f"Memory: one `outbox worker` per database, default settings, fed "
         f"{p.memory_marks[0]:,} rows at a time up to {p.memory_marks[-1]:,}; RSS (VmRSS from "
-        "/proc) read after each step was acked and one idle second. Plot: "
-        f"[{MEMORY_PLOT}]({MEMORY_PLOT}); the 5M run (`make bench-memory-long`): "
-        "[docs/memory-long.md](docs/memory-long.md); what grows and what bounds it: "
-        "RELIABILITY.md, *Memory*."
+        "/proc) read after each step was acked and one maintenance round idle (the worker's "
+        "malloc_trim has run). The 5M run (`make bench-memory-long`): "
+        "[docs/memory-long.md](docs/memory-long.md); what grew and what bounds it: "
+        "RELIABILITY.md, *Memory of a perpetual worker*.\n\n"
+        f"  ![RSS of one worker against messages delivered]({MEMORY_PLOT})"
     )
     notes.append(
         "Rows are seeded in one INSERT … SELECT (generate_series / recursive CTE) and the "
