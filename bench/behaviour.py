@@ -7,7 +7,6 @@ import random
 import re
 import statistics
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -16,8 +15,9 @@ from sqlalchemy import text
 from adapters.sql.store import SqlOutboxStore
 from bench.context import Bench
 from bench.databases import TABLE, BenchDatabase
+from bench.memory import curve as rss_curve
 from bench.nginx_receiver import free_port
-from bench.processes import Child, outbox_env, wait_until
+from bench.processes import Child, outbox_env
 from bench.report import Row
 
 
@@ -87,37 +87,23 @@ async def _one_latency(
 
 
 def memory(bench: Bench) -> None:
-    """RSS of one worker after each mark of messages sent (rows fed in steps, PostgreSQL)."""
-    db, marks = bench.postgres, bench.profile.memory_marks
-    db.reset()
-    path = bench.path("memory")
-    child = Child(
-        "worker", outbox_env(db.url, bench.url + path, bench.recommended), bench.child_log("memory")
-    )
-    try:
-        for previous, mark in zip((0, *marks), marks, strict=False):
-            db.seed_pending(mark - previous)
-            wait_until(_sent_at_least(db, mark), 1800, f"{mark:,} messages sent", 0.25)
-            time.sleep(1.0)  # settle: acks flushed, idle
-            rss = child.rss_kib()
+    """RSS of one worker (default settings) after each mark of messages acked, per database."""
+    marks = list(bench.profile.memory_marks)
+    for db in bench.databases:
+        curve = rss_curve(db, bench.url + bench.path("memory"), marks, bench.child_log("memory"))
+        for messages, kib in curve.points:
             bench.report.add(
                 Row(
                     "7 memory: one worker",
                     db.name,
-                    f"RSS MiB after {mark:,}",
-                    [rss["VmRSS"] / 1024],
-                    f"peak {rss['VmHWM'] / 1024:.1f} MiB",
+                    f"RSS MiB after {messages:,}",
+                    [kib["VmRSS"] / 1024],
+                    f"anonymous {kib['RssAnon'] / 1024:.1f}, file {kib['RssFile'] / 1024:.1f}, "
+                    f"peak {kib['VmHWM'] / 1024:.1f} MiB",
                 )
             )
-            bench.figures[f"rss_{mark}"] = rss["VmRSS"] / 1024
-    finally:
-        child.terminate()
-        child.wait(60)
-    bench.log.forget(path)
-
-
-def _sent_at_least(db: BenchDatabase, count: int) -> Callable[[], bool]:
-    return lambda: db.count(0) >= count
+            bench.figures[f"rss_{messages}_{db.name}"] = kib["VmRSS"] / 1024
+        bench.curves.append(curve.series())
 
 
 def claim_cost(bench: Bench, db: BenchDatabase) -> None:

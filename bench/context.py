@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.databases import BenchDatabase
+from bench.plot import Series
 from bench.processes import Settings
 from bench.receiver_log import ReceiverLog
 from bench.report import Report
@@ -45,6 +46,7 @@ class Bench:
     recommended: Settings
     report: Report = field(default_factory=Report)
     figures: dict[str, float] = field(default_factory=dict)
+    curves: list[Series] = field(default_factory=list)  # RSS against messages, per database
     _paths: itertools.count[int] = field(default_factory=itertools.count)
 
     def path(self, label: str) -> str:

@@ -82,6 +82,12 @@ class BenchDatabase:
             query = text(f'SELECT count(*) FROM "{TABLE}" WHERE "ToSend" = :s')
             return int(conn.execute(query, {"s": to_send}).scalar_one())
 
+    def unfinished(self) -> int:
+        """Rows still pending or in flight (read through the partial index over unfinished rows)."""
+        with self.engine.connect() as conn:
+            query = text(f'SELECT count(*) FROM "{TABLE}" WHERE "ToSend" IN (1, 2)')
+            return int(conn.execute(query).scalar_one())
+
     def analyze(self) -> None:
         if self.is_mssql:
             return  # SQL Server updates statistics on its own
@@ -163,9 +169,11 @@ def postgres_database(name: str = PG_DATABASE) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield f"{PG_SERVER}/{name}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            yield f"{PG_SERVER}/{name}"
+        finally:  # also when the run is stopped or fails
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
 

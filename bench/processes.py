@@ -74,11 +74,11 @@ class Child:
         return self.process.pid
 
     def rss_kib(self) -> dict[str, int]:
-        """VmRSS and VmHWM (peak) of the child, in KiB."""
+        """VmRSS, its anonymous / file / shared parts and VmHWM (peak) of the child, in KiB."""
         fields: dict[str, int] = {}
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
+            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
                 fields[name] = int(value.split()[0])
         return fields
 

@@ -1,7 +1,7 @@
 """Benchmarks of the outbox dispatcher against the ceilings measured in the same run.
 
     .venv/bin/python -m bench.run --quick    # under 2 minutes, prints the table
-    .venv/bin/python -m bench.run --full     # N = 100,000; also writes BENCHMARKS.md
+    .venv/bin/python -m bench.run --full     # N = 100,000, memory to 1M; writes BENCHMARKS.md
 
 Sets up a fresh PostgreSQL database (`outbox_bench` on 127.0.0.1:5432), a SQLite file and an
 nginx receiver answering 204 on a free loopback port, then runs the scenarios of issue 6.
@@ -23,6 +23,7 @@ from bench.context import Bench, Profile
 from bench.databases import BenchDatabase, mssql_database, postgres_database, sqlite_url
 from bench.findings import FINDINGS
 from bench.nginx_receiver import nginx_receiver
+from bench.plot import line_plot
 from bench.processes import Settings
 from bench.receiver_log import ReceiverLog
 from bench.report import machine, text_table, write_markdown
@@ -30,6 +31,7 @@ from bench.targets import judge
 
 RECOMMENDED = Settings(batch_size=500, concurrency=64)
 MSSQL_NAME = "SQL Server (Babelfish stand-in)"
+MEMORY_PLOT = "docs/memory.svg"
 
 QUICK = Profile(
     name="quick",
@@ -46,7 +48,7 @@ QUICK = Profile(
     scale_count=3_000,
     latency_count=100,
     sqlite_poll_interval=0.1,
-    memory_marks=(1_000, 5_000),
+    memory_marks=(5_000, 10_000),
     claim_sent_rows=(10_000, 100_000),
     claim_repeats=10,
     peer_count=10_000,
@@ -72,7 +74,7 @@ FULL = Profile(
     scale_count=30_000,
     latency_count=1_000,
     sqlite_poll_interval=0.1,
-    memory_marks=(10_000, 100_000),
+    memory_marks=tuple(range(100_000, 1_000_001, 100_000)),
     claim_sent_rows=(10_000, 1_000_000),
     claim_repeats=30,
 )
@@ -81,8 +83,6 @@ FULL = Profile(
 def main() -> None:
     args = _arguments()
     profile = FULL if args.full else QUICK
-    if args.memory_1m:
-        profile = _with_1m(profile)
     command = ".venv/bin/python -m bench.run " + shlex.join(sys.argv[1:])
     started, load = time.monotonic(), os.getloadavg()
     # a database name of the run's own: two runs on one server must not drop each other's
@@ -111,12 +111,20 @@ def main() -> None:
     print("\n" + text_table(bench.report.rows))
     print(f"\n{profile.name} run took {minutes:.1f} min")
     if args.full or args.write:
+        markdown = Path(args.write or "BENCHMARKS.md")
+        if bench.curves:
+            (markdown.parent / "docs").mkdir(exist_ok=True)
+            line_plot(
+                bench.curves,
+                markdown.parent / MEMORY_PLOT,
+                title="RSS of one outbox worker against messages delivered (default settings)",
+            )
         info = machine(pg_version) | {
             "run time": f"{minutes:.1f} min",
             "load average (1/5/15 min) at start, end": f"{_load(load)}; {_load(os.getloadavg())}",
         }
         write_markdown(
-            Path(args.write or "BENCHMARKS.md"),
+            markdown,
             bench.report,
             info,
             command,
@@ -137,12 +145,15 @@ def _standing_notes(bench: Bench) -> None:
         f"OUTBOX_CONCURRENCY={bench.recommended.concurrency}** (the defaults), used for "
         "scenarios 4-8; the sweep rows show the alternatives measured.",
     )
-    if 1_000_000 not in p.memory_marks:
-        notes.append(
-            "RSS after 1,000,000 messages: skipped in this run (at this machine's rate 1M "
-            "messages take 10-15 minutes); `python -m bench.run --full --memory-1m` adds it. "
-            f"The memory target is judged on {p.memory_marks[0]:,} vs {p.memory_marks[-1]:,}."
-        )
+    notes.append(
+        f"Memory: one `outbox worker` per database, default settings, fed "
+        f"{p.memory_marks[0]:,} rows at a time up to {p.memory_marks[-1]:,}; RSS (VmRSS from "
+        "/proc) read after each step was acked and one maintenance round idle (the worker's "
+        "malloc_trim has run). The 5M run (`make bench-memory-long`): "
+        "[docs/memory-long.md](docs/memory-long.md); what grew and what bounds it: "
+        "RELIABILITY.md, *Memory of a perpetual worker*.\n\n"
+        f"  ![RSS of one worker against messages delivered]({MEMORY_PLOT})"
+    )
     notes.append(
         "Rows are seeded in one INSERT … SELECT (generate_series / recursive CTE) and the "
         "table ANALYZEd before each run, as autovacuum would; PostgreSQL tables are truncated "
@@ -201,12 +212,6 @@ def _pg_version(bench: Bench) -> str:
         return str(conn.exec_driver_sql("SHOW server_version").scalar_one())
 
 
-def _with_1m(profile: Profile) -> Profile:
-    from dataclasses import replace
-
-    return replace(profile, memory_marks=(*profile.memory_marks, 1_000_000))
-
-
 def _preamble(profile: Profile) -> str:
     return (
         "Written by `make bench`. Every figure sits next to ceilings measured in the same run "
@@ -224,9 +229,6 @@ def _arguments() -> argparse.Namespace:
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
     size.add_argument("--full", action="store_true", help="N = 100,000; writes BENCHMARKS.md")
-    parser.add_argument(
-        "--memory-1m", action="store_true", help="also RSS after 1,000,000 messages"
-    )
     parser.add_argument(
         "--only",
         action="append",

@@ -81,6 +81,10 @@ class Pipeline:
     def held(self) -> int:
         return sum(self._outstanding.values())
 
+    def tracked_claims(self) -> set[str]:
+        """Tokens of claims with any per-claim state left: empty once every claim settled."""
+        return {*self._outstanding, *self._lease_until, *self._staged}
+
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> Summary:
         """Dispatch until `stop` is set (or, with `until_idle`, until nothing is due)."""
         self._closing = False

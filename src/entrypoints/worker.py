@@ -20,6 +20,7 @@ from adapters.targets import check_target
 from application.pipeline import Pipeline
 from application.ports import OutboxStore
 from application.service import Summary
+from entrypoints.allocator import limit_arenas, release_free_memory
 from entrypoints.container import Container, hold_sender_pool, release
 from entrypoints.metrics import Liveness, PrometheusObserver, metrics_app
 
@@ -55,6 +56,7 @@ async def run(
     on_progress: Callable[[Summary], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> Summary:
+    limit_arenas()  # before the SQL threads start: each would grow a heap of its own
     preflight(container)
     settings = container.settings()
     pipeline: Pipeline = container.pipeline()
@@ -126,6 +128,7 @@ async def _maintain(
             observer.oldest_pending.set(age or 0.0)
         if rounds % PRUNE_EVERY == 0:
             await _prune(store, clock.now() - keep)
+        release_free_memory()
         rounds += 1
         await asyncio.sleep(MAINTENANCE_SECONDS)
 

@@ -12,6 +12,15 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from adapters.sql.odbc import require_odbc
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Everything a perpetual worker caches has a limit (issue 16, RELIABILITY.md "Memory").
+COMPILED_CACHE_SIZE = 100  # SQLAlchemy's compiled statements per engine (it uses about 10)
+SQLITE_CACHE_KIB = 2048  # page cache per connection: PRAGMA cache_size = -2048 (2 MiB)
+# Prepared statements kept per sqlite3 connection (the module's default is 128). Before the
+# set-based ack, its `ID IN (?, …)` was a new statement for every batch size, up to 64 KiB
+# each at 500 rows: 128 of them per connection was the largest growth of a SQLite worker.
+# Any statement whose text varies with a batch's size would grow it again; the bound stays.
+SQLITE_CACHED_STATEMENTS = 16
+MAX_OVERFLOW = 10  # short-lived extra connections, closed on return: they keep no caches
 
 
 def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int = 5) -> Engine:
@@ -19,8 +28,13 @@ def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int 
     backend = parsed.get_backend_name()
     require_odbc(parsed)  # SQL Server only: a missing ODBC piece is one line naming its package
     if backend == "sqlite":
-        return _sqlite_engine(parsed)
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size}
+        return _sqlite_engine(parsed, pool_size)
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": pool_size,
+        "max_overflow": MAX_OVERFLOW,
+        "query_cache_size": COMPILED_CACHE_SIZE,
+    }
     if backend == "postgresql":
         options["connect_args"] = {
             "connect_timeout": max(1, round(connect_timeout)),
@@ -75,9 +89,17 @@ def _tolerate_rollback_after_server_abort(engine: Engine) -> None:
     setattr(engine.dialect, "do_rollback", do_rollback)  # noqa: B010 - this engine's only
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+    connect_args = {
+        "check_same_thread": False,
+        "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+        "cached_statements": SQLITE_CACHED_STATEMENTS,
+    }
+    pool: dict[str, Any] = {}
+    if url.database not in (None, "", ":memory:") and "mode=memory" not in str(url):
+        pool = {"pool_size": pool_size, "max_overflow": MAX_OVERFLOW}
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        url, connect_args=connect_args, query_cache_size=COMPILED_CACHE_SIZE, **pool
     )
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -94,6 +116,7 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPool
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 
