@@ -46,7 +46,10 @@ class InMemoryOutboxBrowser:
         start = figures.window_start(now)
         recent = self._recent(start)
         outcomes = Counter(
-            (a.started_at.replace(second=0, microsecond=0), outcome(a, self.store.get(a.message_id)))
+            (
+                a.started_at.replace(second=0, microsecond=0),
+                outcome(a, self.store.get(a.message_id)),
+            )
             for a in recent
         )
         return QueueFigures(

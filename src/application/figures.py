@@ -31,8 +31,7 @@ def activity(
         if index is not None and outcome in minutes[index]:
             minutes[index][outcome] += count
     return tuple(
-        MinuteActivity(start=start + timedelta(minutes=i), **each)
-        for i, each in enumerate(minutes)
+        MinuteActivity(start=start + timedelta(minutes=i), **each) for i, each in enumerate(minutes)
     )
 
 
@@ -52,6 +51,4 @@ def latency(histogram: Mapping[int, int]) -> Latency:
                 return float(value)
         return float(ordered[-1][0])
 
-    return Latency(
-        count=total, p50=rank(50), p90=rank(90), p99=rank(99), max=float(ordered[-1][0])
-    )
+    return Latency(count=total, p50=rank(50), p90=rank(90), p99=rank(99), max=float(ordered[-1][0]))

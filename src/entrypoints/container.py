@@ -14,6 +14,8 @@ from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
 from adapters.clock import SystemClock
 from adapters.http import HttpxMessageSender, make_http_client
 from adapters.in_memory import InMemoryOutboxStore
+from adapters.in_memory_browse import InMemoryOutboxBrowser
+from adapters.sql.browse import SqlOutboxBrowser
 from adapters.sql.engine import make_engine
 from adapters.sql.store import SqlOutboxStore
 from application.message_types import BUILT_IN, discover
@@ -93,6 +95,11 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(SqlOutboxStore, engine, table=settings.provided.table),
         memory=providers.Singleton(InMemoryOutboxStore),
     )
+    browser = providers.Selector(
+        providers.Callable(_store_kind, settings),
+        sql=providers.Singleton(SqlOutboxBrowser, store),
+        memory=providers.Singleton(InMemoryOutboxBrowser, store),
+    )
     message_types = providers.Singleton(_message_types, settings)
     http_client = providers.Singleton(
         make_http_client,
@@ -131,6 +138,14 @@ class Container(containers.DeclarativeContainer):
         PipelineSettings, poll_interval=settings.provided.poll_interval
     )
     pipeline = providers.Factory(Pipeline, dispatcher, pipeline_settings)
+
+
+def dashboard_token(env: Mapping[str, str] | None = None) -> str | None:
+    """OUTBOX_DASHBOARD_TOKEN: the dashboard's shared secret (unset: loopback only)."""
+    token = (os.environ if env is None else env).get("OUTBOX_DASHBOARD_TOKEN", "").strip()
+    if token and len(token) < 16:
+        raise ConfigError("OUTBOX_DASHBOARD_TOKEN must be at least 16 characters")
+    return token or None
 
 
 def build(env: Mapping[str, str] | None = None, **overrides: object) -> Container:

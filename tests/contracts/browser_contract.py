@@ -108,7 +108,9 @@ class OutboxBrowserContract:
 
         assert len(activity) == 60
         assert activity[-1].start == NOW.replace(second=0)
-        by_minute = {a.start: (a.sent, a.retried, a.dead) for a in activity if a.start >= T0 - LEASE}
+        by_minute = {
+            a.start: (a.sent, a.retried, a.dead) for a in activity if a.start >= T0 - LEASE
+        }
         assert by_minute[T0.replace(second=0)] == (2, 1, 0)
         assert by_minute[T0.replace(second=0) + timedelta(minutes=2)] == (0, 0, 1)
 

@@ -24,7 +24,7 @@ from domain.model import State
 
 _REQUEUE_CHUNK = 500
 # Literal state values, so the planners match the partial indexes' predicates.
-_UNFINISHED = (literal_column("1"), literal_column("2"))
+_UNFINISHED: tuple[Any, ...] = (literal_column("1"), literal_column("2"))
 
 
 class SqlOutboxBrowser:
@@ -222,8 +222,8 @@ def _minute_of(column: Any, dialect: str) -> Any:
     if dialect == "postgresql":
         return func.date_trunc(literal_column("'minute'"), column)
     if dialect == "mssql":
-        zero = literal_column("0")
-        minute = literal_column("minute")
+        zero: Any = literal_column("0")
+        minute: Any = literal_column("minute")
         return func.dateadd(minute, func.datediff(minute, zero, column), zero)
     return func.strftime(literal_column("'%Y-%m-%d %H:%M:00'"), column)
 
