@@ -145,12 +145,14 @@ class OutboxBrowserContract:
         self.deliver(store, "a", 200)
         self.enqueue(store, 1, message_type="json")
         self.deliver(store, "b", 503, at=T0 + timedelta(minutes=1))
+        self.enqueue(store, 1, message_type="json")
+        self.deliver(store, "c", 200, at=T0 + timedelta(minutes=1))  # same moment, later
 
         health = {h.target: h for h in browser.target_health(NOW)}
 
         assert set(health) == {"orders", "json"}
         assert (health["orders"].sent_last_hour, health["orders"].failed_last_hour) == (2, 0)
-        assert health["json"].failed_last_hour == 1
+        assert (health["json"].sent_last_hour, health["json"].failed_last_hour) == (1, 1)
         assert health["json"].last_failure_at == T0 + timedelta(minutes=1)
         assert health["json"].last_error == "HTTP 503"
 

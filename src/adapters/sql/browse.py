@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal_column, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal_column, or_, select
 from sqlalchemy.engine import Connection
 
 from adapters.sql.mapping import from_db, to_db, to_message
@@ -146,7 +146,7 @@ class SqlOutboxBrowser:
         h, t = self.history.c, self.table.c
         last_of_dead = and_(t.ToSend == literal_column("3"), t.Attempts == h.Attempt)
         outcome = case(
-            (h.HttpStatus.between(literal_column("200"), literal_column("299")), "sent"),
+            (~_failed(h.HttpStatus), "sent"),
             (last_of_dead, "dead"),
             else_="retried",
         )
@@ -179,7 +179,7 @@ class SqlOutboxBrowser:
         h = self.history.c
         query = (
             select(h.HttpStatus, h.Error)
-            .where(h.StartedAt == moment)
+            .where(h.StartedAt == moment, _failed(h.HttpStatus))
             .order_by(h.ID.desc())
             .limit(1)
         )
@@ -215,6 +215,11 @@ class SqlOutboxBrowser:
         if where.status_text:
             found.append(t.Status.icontains(where.status_text, autoescape=True))
         return found
+
+
+def _failed(status: Any) -> ColumnElement[bool]:
+    ok = status.between(literal_column("200"), literal_column("299"))
+    return or_(status.is_(None), ~ok)
 
 
 def _minute_of(column: Any, dialect: str) -> Any:

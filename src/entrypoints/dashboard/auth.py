@@ -5,6 +5,7 @@ Without a token the dashboard only binds to loopback (checked at start-up, see `
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -18,6 +19,8 @@ from aiohttp.typedefs import Middleware
 SESSION_COOKIE = "outbox_session"
 CSRF_COOKIE = "outbox_csrf"
 OPEN_PATHS = ("/login", "/static/")
+# The CSRF cookie's value for the request being handled (each request runs in its own task).
+_CSRF_SEED: contextvars.ContextVar[str] = contextvars.ContextVar("csrf_seed", default="")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HEADERS = {
@@ -73,8 +76,9 @@ class Guard:
         cookie = request.cookies.get(SESSION_COOKIE, "")
         return hmac.compare_digest(cookie.encode(), self.session_value().encode())
 
-    def csrf_token(self, request: web.Request) -> str:
-        return _digest(self._csrf_key, request.get("csrf_seed", ""))
+    def csrf_token(self) -> str:
+        """For the request being handled (its CSRF cookie, or the one it is about to get)."""
+        return _digest(self._csrf_key, _CSRF_SEED.get())
 
     def csrf_valid(self, request: web.Request, offered: str) -> bool:
         seed = request.cookies.get(CSRF_COOKIE, "")
@@ -86,7 +90,7 @@ def middleware(guard: Guard) -> Middleware:
     @web.middleware
     async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         seed = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        request["csrf_seed"] = seed
+        _CSRF_SEED.set(seed)
         try:
             response = await _checked(guard, request, handler)
         except web.HTTPException as error:

@@ -81,7 +81,7 @@ def routes(app: web.Application) -> None:
 def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
     state = request.app[STATE]
     page = state.env.get_template(name).render(
-        csrf=state.guard.csrf_token(request),
+        csrf=state.guard.csrf_token(),
         token_required=state.guard.token is not None,
         database=state.dashboard.database,
         **context,
