@@ -15,6 +15,7 @@ from selenium.webdriver.chrome.service import Service
 from adapters.clock import SystemClock
 from adapters.sql.browse import SqlOutboxBrowser
 from adapters.sql.store import SqlOutboxStore
+from application.ports import Clock
 from entrypoints.dashboard.app import Dashboard, make_app
 from tests.integration.http_servers import serving
 from tests.integration.sql_stores import migrated_store
@@ -62,12 +63,14 @@ def store(sqlite_url: str) -> Iterator[SqlOutboxStore]:
 
 
 @contextlib.contextmanager
-def dashboard(store: SqlOutboxStore, token: str | None = None) -> Iterator[str]:
+def dashboard(
+    store: SqlOutboxStore, token: str | None = None, clock: Clock | None = None
+) -> Iterator[str]:
     """The dashboard over `store` on a free 127.0.0.1 port; yields its base URL."""
     pages = Dashboard(
         browser=SqlOutboxBrowser(store),
         admin=store,
-        clock=SystemClock(),
+        clock=clock or SystemClock(),
         targets={"*": "http://127.0.0.1/hooks"},
         database="sqlite · table Messages",
     )
