@@ -174,6 +174,7 @@ class QueueFigures:
     counts: dict[int, int]
     oldest_due_age_seconds: float | None
     activity: tuple[MinuteActivity, ...]
+    sent_is_estimate: bool = False  # a very big table's sent count comes from the planner
     latency: Latency
 
 

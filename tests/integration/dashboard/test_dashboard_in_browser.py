@@ -193,7 +193,9 @@ def test_the_overview_counts_match_the_table_after_a_drain(
 
     with dashboard(store) as url:
         driver.get(url + "/")
-        shown = {state: int(text_of(driver, f"count-{state}")) for state in range(4)}
+        shown = {
+            state: int(text_of(driver, f"count-{state}").replace(",", "")) for state in range(4)
+        }
         driver.get(f"{url}/messages/{failed}")
 
     table = counts_in_table(store)
