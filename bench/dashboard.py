@@ -82,7 +82,7 @@ def seed_history(db: BenchDatabase, count: int) -> None:
 
 
 def render_times(dashboard: Dashboard) -> list[float]:
-    with serving(make_app(dashboard, None)) as url, httpx.Client() as client:
+    with serving(make_app(dashboard, None)) as url, httpx.Client(timeout=120) as client:
         client.get(url).raise_for_status()  # warm: templates compiled, connections open
         return [_timed(lambda: client.get(url).raise_for_status()) for _ in range(RUNS)]
 
