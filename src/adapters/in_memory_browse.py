@@ -62,6 +62,8 @@ class InMemoryOutboxBrowser:
     def target_health(self, now: datetime) -> list[TargetHealth]:
         by_type: dict[str, list[Attempt]] = {}
         for attempt in self._recent(figures.window_start(now)):
+            if classify(attempt.result) is Verdict.SENT:
+                continue
             message = self.store.get(attempt.message_id)
             kind = message.message_type if message is not None else "?"
             by_type.setdefault(kind, []).append(attempt)
@@ -106,12 +108,10 @@ def page(chosen: list[Message], rows: list[Message]) -> MessagePage:
     )
 
 
-def _health(kind: str, attempts: list[Attempt]) -> TargetHealth:
-    failed = [a for a in attempts if classify(a.result) is not Verdict.SENT]
+def _health(kind: str, failed: list[Attempt]) -> TargetHealth:
     last = max(failed, key=lambda a: a.started_at) if failed else None
     return TargetHealth(
         target=kind,
-        sent_last_hour=len(attempts) - len(failed),
         failed_last_hour=len(failed),
         last_failure_at=last.started_at if last else None,
         last_error=_error(last) if last else None,

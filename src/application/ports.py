@@ -180,12 +180,12 @@ class QueueFigures:
 
 @attrs.frozen(kw_only=True)
 class TargetHealth:
-    """How one target is doing. Today derived from the attempt history per message type;
-    the per-target circuit-breaker state plugs in here (`state`: closed / open / half-open)."""
+    """How one target is doing. Today derived from the failed attempts of the last hour per
+    message type; the per-target circuit-breaker state plugs in here (`state`: closed /
+    open / half-open)."""
 
     target: str
     state: str | None = None
-    sent_last_hour: int = 0
     failed_last_hour: int = 0
     last_failure_at: datetime | None = None
     last_error: str | None = None
@@ -200,7 +200,9 @@ class OutboxBrowser(Protocol):
         ...
 
     def target_health(self, now: datetime) -> list[TargetHealth]:
-        """One record per target seen in the last hour (the seam for per-target state)."""
+        """One record per message type that failed in the last hour, with its last error.
+
+        The seam for per-target state: breaker records join these by target."""
         ...
 
     def messages(

@@ -59,8 +59,12 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
+def _announce(line: str) -> None:
+    print(line, flush=True)
+
+
 async def serve(
-    app: web.Application, host: str, port: int, ready: Callable[[str], Any] = print
+    app: web.Application, host: str, port: int, ready: Callable[[str], Any] = _announce
 ) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
