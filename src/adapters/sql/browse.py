@@ -1,8 +1,8 @@
 """`SqlOutboxBrowser`: the dashboard's read side on SQLAlchemy Core.
 
 Indexes each query relies on (see migrations 0001 and 0003): counts read the partial
-indexes over unfinished and dead rows plus the primary key; lists walk the primary key
-(or `IX_<table>_User` for a UserID filter) backwards from a keyset cursor; the last hour
+indexes over unfinished and dead rows plus the primary key; lists walk the primary key (or
+the partial index of the state filtered on) backwards from a keyset cursor; the last hour
 reads the history's `StartedAt` index.
 """
 

@@ -1,7 +1,9 @@
-"""Indexes for the operator dashboard: dead rows (partial, small) and every row by UserID.
+"""An index for the operator dashboard: dead rows only (partial, small).
 
-The dead index serves the dead count, the dead list and bulk retries without reading the
-sent rows; the UserID index lets a UserID filter walk one user's rows newest first.
+It serves the dead count, the dead list and bulk retries without reading the sent rows.
+No claim can use it (it holds no unfinished row), so the claim's plans stay as they were.
+A full (UserID, ID) index was tried and dropped: SQLite's per-user claim then chose it over
+the partial IX_<table>_UserDue.
 """
 
 from alembic import context, op
@@ -17,7 +19,6 @@ def dashboard_indexes(table: str, dialect: str) -> list[Index]:
     c = outbox_table(table).c
     return [
         Index(f"IX_{table}_Dead", c.ID, **partial(dialect, '"ToSend" = 3')),
-        Index(f"IX_{table}_User", c.UserID, c.ID),
     ]
 
 
