@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test test-unit test-faults test-faults-long lint bench bench-quick bench-memory-long clean
+.PHONY: demo test test-unit test-faults test-faults-long lint bench bench-quick bench-memory-long bench-dashboard clean
 .PHONY: bootstrap-demo bootstrap-test bootstrap-bench
 
 # System packages each target needs, installed only when missing (see scripts/bootstrap).
@@ -49,6 +49,9 @@ bench-quick: bootstrap-bench $(BENCH_STAMP)
 # one worker per database to 5,000,000 messages (about an hour each here); docs/memory-long.*
 bench-memory-long: bootstrap-bench $(STAMP)
 	$(BIN)/python -m bench.memory --total 5000000 --step 100000 --long-step 250000 --report docs
+
+bench-dashboard: bootstrap-bench $(STAMP)
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

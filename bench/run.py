@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import behaviour, peer, throughput
+from bench import behaviour, dashboard, peer, throughput
 from bench.context import Bench, Profile
 from bench.databases import BenchDatabase, mssql_database, postgres_database, sqlite_url
 from bench.findings import FINDINGS
@@ -188,6 +188,8 @@ def _run_scenarios(bench: Bench, only: list[str] | None) -> None:
     steps += [("latency", lambda d=db: behaviour.latency(bench, d)) for db in bench.databases]  # type: ignore[misc]
     steps += [("memory", lambda: behaviour.memory(bench))]
     steps += [("claim", lambda d=db: behaviour.claim_cost(bench, d)) for db in bench.databases]  # type: ignore[misc]
+    overview = dashboard.overview_cost
+    steps += [("dashboard", lambda d=db: overview(bench, d)) for db in bench.databases]  # type: ignore[misc]
     for name, step in steps:
         if only is None or name in only:
             step()
@@ -233,7 +235,7 @@ def _arguments() -> argparse.Namespace:
         "--only",
         action="append",
         help="run only these scenarios (repeatable): "
-        "http db seed dispatcher sweep scale processes peer latency memory claim mssql",
+        "http db seed dispatcher sweep scale processes peer latency memory claim mssql dashboard",
     )
     parser.add_argument("--write", help="write the markdown report to this file")
     return parser.parse_args()

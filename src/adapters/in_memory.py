@@ -142,6 +142,10 @@ class InMemoryOutboxStore:
     def history_of(self, message_id: int) -> list[Attempt]:
         return [a for a in self._attempts if a.message_id == message_id]
 
+    def history(self) -> list[Attempt]:
+        """Every recorded attempt, oldest first."""
+        return list(self._attempts)
+
     def prune_history(self, older_than: datetime) -> int:
         with self._lock:
             kept = [a for a in self._attempts if a.started_at >= older_than]

@@ -10,7 +10,7 @@ import attrs
 
 from domain.breaker import TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
-from domain.model import Message
+from domain.model import Message, State
 
 
 @attrs.frozen(kw_only=True)
@@ -149,6 +149,106 @@ class OutboxAdmin(Protocol):
 
     def target_health(self) -> list[TargetHealth]:
         """Each target's breaker as last reported by any worker, ordered by target."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class MessageFilter:
+    """What the dashboard's message list narrows to; every field optional."""
+
+    state: State | None = None
+    message_type: str | None = None
+    user_id: int | None = None
+    min_id: int | None = None
+    max_id: int | None = None
+    status_text: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MessagePage:
+    """One page of the message list, newest first, with keyset cursors to its neighbours."""
+
+    messages: tuple[Message, ...]
+    newer_than: int | None  # pass as `after` for the newer page; None on the first page
+    older_than: int | None  # pass as `before` for the older page; None on the last page
+
+
+@attrs.frozen(kw_only=True)
+class MinuteActivity:
+    """Attempts that started in one minute: sent (2xx), retried, dead (the last attempt of a
+    row that is dead now)."""
+
+    start: datetime
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Latency:
+    """Attempt durations over a window, in milliseconds; None when there were none."""
+
+    count: int
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class QueueFigures:
+    """The dashboard overview: counts per `ToSend` state, oldest due age, the last hour."""
+
+    counts: dict[int, int]
+    oldest_due_age_seconds: float | None
+    activity: tuple[MinuteActivity, ...]
+    sent_is_estimate: bool = False  # a very big table's sent count comes from the planner
+    latency: Latency
+
+
+@attrs.frozen(kw_only=True)
+class TypeHealth:
+    """How one message type's deliveries did in the last hour, from the attempt history.
+    (The breakers' own state per target is `OutboxAdmin.target_health`.)"""
+
+    message_type: str
+    failed_last_hour: int = 0
+    last_failure_at: datetime | None = None
+    last_error: str | None = None
+
+
+class OutboxBrowser(Protocol):
+    """The read side of the operator dashboard. Every query reads through an index; lists
+    page by keyset (`ID`), never by OFFSET."""
+
+    def figures(self, now: datetime) -> QueueFigures:
+        """Counts per state, oldest due age, per-minute activity and latency of the last hour."""
+        ...
+
+    def type_health(self, now: datetime) -> list[TypeHealth]:
+        """One record per message type that failed in the last hour, with its last error.
+
+        """
+        ...
+
+    def messages(
+        self,
+        where: MessageFilter,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> MessagePage:
+        """Rows matching `where`, newest first: the `limit` rows below `before` (or the first
+        page), or with `after` the `limit` rows just above it."""
+        ...
+
+    def count_dead(self, where: MessageFilter) -> int:
+        """How many dead rows match `where` (what a bulk retry would touch)."""
+        ...
+
+    def requeue_dead(self, where: MessageFilter) -> int:
+        """Re-queue every dead row matching `where`, as `outbox retry` does; returns how many."""
         ...
 
 

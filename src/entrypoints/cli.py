@@ -209,6 +209,17 @@ def receiver(host: str, port: int, secret: str | None, fail_rate: float) -> None
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@_fail_cleanly
+def dashboard(host: str, port: int) -> None:
+    """The operator dashboard in the browser; OUTBOX_DASHBOARD_TOKEN guards it (see README)."""
+    from entrypoints.dashboard.run import run_dashboard
+
+    run_dashboard(host, port)
+
+
+@main.command()
 @click.option(
     "--database", default="outbox-demo.db", show_default=True, help="SQLite file for the demo."
 )

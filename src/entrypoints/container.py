@@ -14,6 +14,8 @@ from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
 from adapters.clock import SystemClock
 from adapters.http import HttpxMessageSender, make_http_client
 from adapters.in_memory import InMemoryOutboxStore
+from adapters.in_memory_browse import InMemoryOutboxBrowser
+from adapters.sql.browse import SqlOutboxBrowser
 from adapters.sql.engine import make_engine
 from adapters.sql.store import SqlOutboxStore
 from application.message_types import BUILT_IN, discover
@@ -122,6 +124,11 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Resource(_sql_store, engine, table=settings.provided.table),
         memory=providers.Singleton(InMemoryOutboxStore),
     )
+    browser = providers.Selector(
+        providers.Callable(_store_kind, settings),
+        sql=providers.Singleton(SqlOutboxBrowser, store),
+        memory=providers.Singleton(InMemoryOutboxBrowser, store),
+    )
     message_types = providers.Singleton(_message_types, settings)
     policy = providers.Callable(_policy, settings)
     http_client = providers.Singleton(
@@ -164,6 +171,14 @@ class Container(containers.DeclarativeContainer):
         targets=providers.Callable(_target_settings, settings),
     )
     pipeline = providers.Factory(Pipeline, dispatcher, pipeline_settings)
+
+
+def dashboard_token(env: Mapping[str, str] | None = None) -> str | None:
+    """OUTBOX_DASHBOARD_TOKEN: the dashboard's shared secret (unset: loopback only)."""
+    token = (os.environ if env is None else env).get("OUTBOX_DASHBOARD_TOKEN", "").strip()
+    if token and len(token) < 16:
+        raise ConfigError("OUTBOX_DASHBOARD_TOKEN must be at least 16 characters")
+    return token or None
 
 
 def build(env: Mapping[str, str] | None = None) -> Container:

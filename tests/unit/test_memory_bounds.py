@@ -88,7 +88,9 @@ def test_settled_claims_leave_no_per_claim_state_whatever_their_outcomes() -> No
 
     asyncio.run(scenario())
 
-    assert pipeline.summary.retried == 300 and pipeline.summary.invalid == 50
+    summary = pipeline.summary  # the breaker opens after a few 503s and defers the rest
+    assert summary.retried > 0 and summary.deferred > 0
+    assert summary.retried + summary.deferred == 300 and summary.invalid == 50
     assert pipeline.tracked_claims() == set() and pipeline.held() == 0
 
 

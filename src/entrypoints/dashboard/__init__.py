@@ -1,0 +1,1 @@
+"""`outbox dashboard`: the operator's web page over the outbox table."""
