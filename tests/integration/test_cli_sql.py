@@ -10,13 +10,17 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import inspect, text
 
 from adapters.sql.engine import make_engine
 from adapters.sql.store import SqlOutboxStore
 from application.ports import NewMessage
 from domain.model import State
+from entrypoints.receiver import STATE, build_app
+from tests.integration.http_servers import serving
 from tests.integration.sql_stores import migrated_store
+from tests.integration.worker_harness import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -45,6 +49,7 @@ def with_dead_rows(url: str, count: int) -> SqlOutboxStore:
     return store
 
 
+@pytest.mark.covered_on_mssql
 def test_migrate_enqueue_and_status_show_a_thousand_pending_rows(sql_url: str) -> None:
     migrated = outbox(sql_url, "migrate")
     enqueued = outbox(sql_url, "enqueue", "--user-id", "7", "--message", "hi", "--count", "1000")
@@ -69,6 +74,7 @@ def test_status_as_json_counts_each_state_and_lists_dead_rows(sql_url: str) -> N
     store.close()
 
 
+@pytest.mark.covered_on_mssql
 def test_retry_all_dead_requeues_every_dead_row(sql_url: str) -> None:
     store = with_dead_rows(sql_url, 3)
 
@@ -93,6 +99,7 @@ def test_a_table_name_that_is_not_an_identifier_stops_with_one_line(sqlite_url: 
     store.close()
 
 
+@pytest.mark.covered_on_mssql
 def test_a_message_that_looks_like_sql_is_stored_verbatim(sql_url: str) -> None:
     store = migrated_store(sql_url)
     hostile = "x'); DROP TABLE Messages;--"
@@ -108,6 +115,7 @@ def test_a_message_that_looks_like_sql_is_stored_verbatim(sql_url: str) -> None:
     store.close()
 
 
+@pytest.mark.covered_on_mssql
 def test_migrate_on_a_table_that_is_not_the_seeds_stops_with_one_line(sql_url: str) -> None:
     engine = make_engine(sql_url)
     with engine.begin() as conn:
@@ -121,3 +129,28 @@ def test_migrate_on_a_table_that_is_not_the_seeds_stops_with_one_line(sql_url: s
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(lines) == 1, refused.stderr
     assert "Messages" in lines[0] and "Status" in lines[0]
+
+
+def test_the_cli_end_to_end_migrates_twice_enqueues_drains_and_retries(
+    sql_url: str, tmp_path: Path
+) -> None:
+    app = build_app(secret=SECRET)
+    with serving(app) as base_url:
+        env = {
+            "OUTBOX_TARGET_URL": f"{base_url}/hooks",
+            "OUTBOX_SIGNING_SECRET": SECRET,
+            "OUTBOX_ALLOW_PRIVATE_TARGETS": "true",
+        }
+        migrated = [outbox(sql_url, "migrate") for _ in range(2)]
+        outbox(sql_url, "enqueue", "--user-id", "7", "--message", "hi", "--count", "2000")
+        outbox(sql_url, "enqueue", "--user-id", "8", "--message", "[reject]", "--count", "2")
+        drained = outbox(sql_url, "drain", "--no-progress", **env)
+        status = outbox(sql_url, "status")
+        retried = outbox(sql_url, "retry", "--all-dead")
+
+    state = app[STATE]
+    assert [m.returncode for m in migrated] == [0, 0], migrated[1].stderr
+    assert drained.returncode == 0, drained.stderr[-2000:]
+    assert state.received == 2000 and state.bad_signatures == 0 and state.duplicates == 0
+    assert re.search(r"^ToSend 0 sent\s+2000$", status.stdout, re.MULTILINE), status.stdout
+    assert retried.returncode == 0 and "re-queued 2 dead row(s)" in retried.stdout

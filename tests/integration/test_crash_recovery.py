@@ -50,6 +50,7 @@ def attempts(messages: list[Message], at: datetime) -> list[Attempt]:
     ]
 
 
+@pytest.mark.covered_on_mssql
 def test_rows_of_a_crashed_worker_are_not_claimable_while_its_lease_holds(
     workers: tuple[SqlOutboxStore, SqlOutboxStore],
 ) -> None:
@@ -96,6 +97,7 @@ def test_the_crashed_workers_late_ack_is_refused_and_the_new_outcome_stays(
     assert [len(survivor.history_of(i)) for i in ids] == [1, 1]
 
 
+@pytest.mark.covered_on_mssql
 def test_a_late_ack_while_the_new_claim_is_in_flight_leaves_it_in_flight(
     workers: tuple[SqlOutboxStore, SqlOutboxStore],
 ) -> None:
@@ -112,6 +114,7 @@ def test_a_late_ack_while_the_new_claim_is_in_flight_leaves_it_in_flight(
     assert survivor.history_of(message_id) == []
 
 
+@pytest.mark.covered_on_mssql
 def test_the_crashed_worker_can_no_longer_renew_the_lease_it_lost(
     workers: tuple[SqlOutboxStore, SqlOutboxStore],
 ) -> None:

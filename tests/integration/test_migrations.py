@@ -153,6 +153,7 @@ def test_on_an_empty_database_migrate_creates_the_seeds_columns_verbatim(engine:
     assert columns["UserID"][1] is False and columns["ToSend"][1] is False
 
 
+@pytest.mark.covered_on_mssql
 def test_on_an_empty_database_migrate_creates_the_attempt_history_and_claim_indexes(
     engine: Engine,
 ) -> None:
@@ -167,6 +168,7 @@ def test_on_an_empty_database_migrate_creates_the_attempt_history_and_claim_inde
 # --- (b) adopting the seed's table ------------------------------------------
 
 
+@pytest.mark.covered_on_mssql
 def test_adopting_a_filled_seed_table_keeps_every_row_value_and_column_type(engine: Engine) -> None:
     create_seed_table(engine)
     fill_seed_table(engine, seed_rows())
@@ -181,6 +183,7 @@ def test_adopting_a_filled_seed_table_keeps_every_row_value_and_column_type(engi
     assert {name: types_after[name] for name in types_before} == types_before
 
 
+@pytest.mark.covered_on_mssql
 def test_adopted_rows_get_the_defaults_of_the_new_columns(engine: Engine) -> None:
     create_seed_table(engine)
     fill_seed_table(engine, seed_rows())
@@ -203,6 +206,7 @@ def test_adopted_pending_rows_are_claimable_and_sent_rows_are_not(engine: Engine
     assert all(state == 0 for _, state in select_all(engine, ("ID", "ToSend")) if _ not in pending)
 
 
+@pytest.mark.covered_on_mssql
 def test_an_adopted_table_takes_new_rows_after_the_old_ones(engine: Engine) -> None:
     create_seed_table(engine)
     fill_seed_table(engine, seed_rows())
@@ -257,6 +261,7 @@ def test_a_lower_case_table_is_not_the_seeds_on_postgresql(pg_url: str) -> None:
 # --- (c) idempotence -----------------------------------------------------------
 
 
+@pytest.mark.covered_on_mssql
 def test_running_migrate_twice_changes_nothing(engine: Engine) -> None:
     migrate(engine)
     SqlOutboxStore(engine).enqueue([NewMessage(user_id=i, body=f"m{i}") for i in range(5)])
@@ -281,6 +286,7 @@ def test_running_migrate_twice_on_an_adopted_table_changes_nothing(engine: Engin
 # --- (d) a custom table name -----------------------------------------------------
 
 
+@pytest.mark.covered_on_mssql
 def test_a_custom_table_name_gets_its_own_table_history_and_indexes(engine: Engine) -> None:
     table = unique_table()
 
@@ -294,6 +300,7 @@ def test_a_custom_table_name_gets_its_own_table_history_and_indexes(engine: Engi
     assert has_indexes(names, index_names(table).values())
 
 
+@pytest.mark.covered_on_mssql
 def test_two_outbox_tables_in_one_database_are_independent(engine: Engine) -> None:
     table = unique_table()
     migrate(engine, table)

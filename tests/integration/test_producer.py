@@ -88,6 +88,7 @@ def test_a_committed_transaction_leaves_pending_rows_that_the_store_claims(
     assert ids == sorted(ids) and len(set(ids)) == 3
 
 
+@pytest.mark.covered_on_mssql
 def test_the_new_rows_are_pending_and_of_the_default_type(store: SqlOutboxStore) -> None:
     with store.engine.begin() as conn:
         [message_id] = enqueue(conn, placed(1))
@@ -98,6 +99,7 @@ def test_the_new_rows_are_pending_and_of_the_default_type(store: SqlOutboxStore)
     assert row.attempts == 0 and row.idempotency_key is None
 
 
+@pytest.mark.covered_on_mssql
 def test_enqueue_does_not_commit_on_its_own(store: SqlOutboxStore) -> None:
     conn = store.engine.connect()
     transaction = conn.begin()
@@ -120,6 +122,7 @@ def test_an_orm_session_commits_the_order_and_its_message_together(store: SqlOut
     assert count(store.engine, ORDERS) == 1
 
 
+@pytest.mark.covered_on_mssql
 def test_an_orm_session_rolled_back_leaves_no_message(store: SqlOutboxStore) -> None:
     with Session(store.engine) as session:
         session.add(Order(item="lamp"))
@@ -131,6 +134,7 @@ def test_an_orm_session_rolled_back_leaves_no_message(store: SqlOutboxStore) -> 
     assert count(store.engine, ORDERS) == 0
 
 
+@pytest.mark.covered_on_mssql
 def test_a_custom_outbox_table_takes_the_messages(sql_url: str) -> None:
     jobs = migrated_store(sql_url, "Jobs")
 
