@@ -16,6 +16,7 @@ from application.ports import AckResult, Attempt, Clock, NewMessage, Overview
 from domain.breaker import TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message, State
+from domain.status import ASKED_TO_WAIT, WAITING
 
 
 class ManualClock:
@@ -88,7 +89,12 @@ class InMemoryOutboxStore:
             return AckResult(written=len(deferred), refused_ids=refused)
 
     def resume(
-        self, now: datetime, *, types: Sequence[str] | None, excluding: Sequence[str] = ()
+        self,
+        now: datetime,
+        *,
+        types: Sequence[str] | None,
+        excluding: Sequence[str] = (),
+        held_back_only: bool = False,
     ) -> int:
         with self._lock:
             waiting = [
@@ -97,6 +103,8 @@ class InMemoryOutboxStore:
                 if m.state is State.PENDING
                 and m.next_attempt_at is not None
                 and m.next_attempt_at > now
+                and (not held_back_only or (m.status or "").startswith(WAITING))
+                and ASKED_TO_WAIT not in (m.status or "")
                 and (
                     m.message_type in types
                     if types is not None

@@ -246,7 +246,7 @@ class Pipeline:
 
     def _answered(self, target: Target, result: DeliveryResult) -> None:
         now = self.dispatcher.clock.now()
-        before = target.breaker.state
+        before, was_paused = target.breaker.state, target.breaker.paused
         target.breaker = target.breaker.record(result, now)
         target.adapt(result, self._pool.cap(now))
         target.active_at = now
@@ -257,13 +257,17 @@ class Pipeline:
             target.reported = True
             self._report(target.health(self._pool.cap(now), now))
         if after is not before:
-            self._breaker_changed(target, before, now)
+            self._breaker_changed(target, before, now, paused=was_paused)
 
-    def _breaker_changed(self, target: Target, before: BreakerState, now: datetime) -> None:
+    def _breaker_changed(
+        self, target: Target, before: BreakerState, now: datetime, *, paused: bool
+    ) -> None:
         breaker = target.breaker
         if breaker.state is BreakerState.CLOSED:
             log.info("target %s is healthy again: circuit closed", target.key)
-            self._resume(target.key)
+            # after an outage its rows in retry backoff go too; after a Retry-After pause only
+            # those held back, so no row goes before the Retry-After it was given
+            self._resume(target.key, held_back_only=paused)
         elif breaker.state is BreakerState.OPEN:
             if before is BreakerState.CLOSED:
                 log.warning(
@@ -313,14 +317,18 @@ class Pipeline:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _resume(self, key: str) -> None:
+    def _resume(self, key: str, *, held_back_only: bool) -> None:
         types, excluding = self._pool.message_types(key)
         now = self.dispatcher.clock.now()
 
         async def resume() -> None:
             try:
                 count = await asyncio.to_thread(
-                    self.dispatcher.store.resume, now, types=types, excluding=excluding
+                    self.dispatcher.store.resume,
+                    now,
+                    types=types,
+                    excluding=excluding,
+                    held_back_only=held_back_only,
                 )
             except Exception as error:
                 log.warning("resuming rows for %s failed (%s)", key, _describe(error))

@@ -88,10 +88,16 @@ class OutboxStore(Protocol):
         ...
 
     def resume(
-        self, now: datetime, *, types: Sequence[str] | None, excluding: Sequence[str] = ()
+        self,
+        now: datetime,
+        *,
+        types: Sequence[str] | None,
+        excluding: Sequence[str] = (),
+        held_back_only: bool = False,
     ) -> int:
         """Make pending rows whose next attempt is after `now` due at `now`: rows of `types`, or
-        with `types` None of every type not in `excluding`. Used when a target recovers, so its
+        with `types` None of every type not in `excluding`; with `held_back_only`, only rows
+        held back by `defer` (Status `waiting: …`). Used when a target recovers, so its
         waiting rows go without waiting out their backoff. Returns how many rows."""
         ...
 

@@ -21,7 +21,6 @@ from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
 log = logging.getLogger(__name__)
-PARK = timedelta(hours=1)  # rows behind an open breaker, but the next probe; recovery resumes them
 _RECENT = timedelta(seconds=5)
 _RECOUNT = timedelta(seconds=0.2)
 _START_LIMIT = 8.0
@@ -88,13 +87,16 @@ class Target:
 
     def hold_until(self, now: datetime) -> datetime:
         """When a row held back now comes due: the first after each cool-down is the probe
-        candidate, due when the breaker will let one request through; the rest are parked
-        (the probe's success resumes them), so an open target costs no claims."""
+        candidate, due when the breaker will let one request through; the rest are parked a
+        longest cool-down beyond it (the probe's success resumes them at once), so an open
+        target costs one claim per waiting row per longest cool-down, not a claim loop."""
         probe_at = self.breaker.resumes_at(now)
         if self.candidate_for != probe_at:
             self.candidate_for = probe_at
             return probe_at
-        return probe_at + PARK  # the same for every row held back in this cool-down: one write
+        # the same for every row held back in this cool-down (one write); bounded so that rows
+        # parked by a worker whose breaker another worker's success never closes still go soon
+        return probe_at + timedelta(seconds=self.breaker.settings.cooldown_max_seconds)
 
 
 class TargetPool:

@@ -75,6 +75,7 @@ class Breaker:
     cooldown: float = 0.0
     probe_at: datetime | None = None
     last_error: str | None = None
+    paused: bool = False  # opened by a Retry-After, not by failures
 
     def allows(self, now: datetime) -> bool:
         """May a request go to the target now? Open: not until `probe_at`; half-open: the probe
@@ -152,6 +153,7 @@ class Breaker:
             cooldown=cooldown,
             probe_at=now + timedelta(seconds=wait),
             last_error=result.describe(),
+            paused=pause is not None,
         )
 
     def _counted(self, now: datetime, *, ok: bool) -> tuple[tuple[int, int, int], ...]:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from domain.delivery import DeliveryResult
 
 MAX_LENGTH = 400
+WAITING = "waiting: "
+ASKED_TO_WAIT = "(Retry-After "
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
@@ -26,8 +28,13 @@ def sent(result: DeliveryResult, attempt: int, key: str) -> str:
 
 
 def retrying(result: DeliveryResult, attempt: int, max_attempts: int, when: datetime) -> str:
+    asked = (
+        ""
+        if result.retry_after_seconds is None
+        else f" {ASKED_TO_WAIT}{result.retry_after_seconds:g} s)"
+    )
     return bounded(
-        f"retrying: {result.describe()}, attempt {attempt} of {max_attempts}, "
+        f"retrying: {result.describe()}{asked}, attempt {attempt} of {max_attempts}, "
         f"next at {_stamp(when)}" + _excerpt(result)
     )
 
@@ -41,7 +48,7 @@ def dead(result: DeliveryResult, attempt: int, max_attempts: int) -> str:
 
 def waiting(target: str, reason: str, when: datetime) -> str:
     """A row held back, without spending an attempt, while its target is unavailable."""
-    return bounded(f"waiting: {target} {reason}, next at {_stamp(when)}")
+    return bounded(f"{WAITING}{target} {reason}, next at {_stamp(when)}")
 
 
 def gave_up(reason: str) -> str:

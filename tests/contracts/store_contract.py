@@ -366,6 +366,34 @@ class OutboxStoreContract(Generic[S]):
     def test_no_target_reported_reads_empty(self, store: S) -> None:
         assert store.target_health() == []
 
+    def test_resuming_held_back_rows_only_leaves_rows_waiting_for_their_retry(
+        self, store: Any
+    ) -> None:
+        held, _ = self.enqueue(store, 2)
+        _, second = self.claim(store, "a")
+        failed = second.mark_failed(UNAVAILABLE, POLICY, T0, jitter=0.0)
+        store.ack("a", [failed], [self.attempt(second, UNAVAILABLE)])
+        store.defer("a", [held], T0 + timedelta(hours=1), "waiting: target paused")
+        now = T0 + timedelta(seconds=1)
+
+        resumed = store.resume(now, types=None, held_back_only=True)
+
+        assert resumed == 1
+        assert [m.id for m in self.claim(store, "b", at=now)] == [held]
+
+    def test_resuming_never_brings_a_retry_before_the_retry_after_it_was_given(
+        self, store: Any
+    ) -> None:
+        self.enqueue(store, 1)
+        [message] = self.claim(store, "a")
+        throttled = DeliveryResult(status_code=429, latency_ms=2, retry_after_seconds=30)
+        failed = message.mark_failed(throttled, POLICY, T0, jitter=0.0)
+        store.ack("a", [failed], [self.attempt(message, throttled)])
+
+        resumed = store.resume(T0 + timedelta(seconds=1), types=None)
+
+        assert resumed == 0
+
     # --- re-sends and requeues --------------------------------------------
 
     def test_upstream_asking_for_a_sent_row_again_makes_a_new_request(self, store: S) -> None:

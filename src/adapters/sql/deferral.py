@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, Update, case, update
+from sqlalchemy import Table, Update, case, func, update
 
 from adapters.sql.mapping import to_db
 from domain.model import State
-from domain.status import bounded
+from domain.status import ASKED_TO_WAIT, WAITING, bounded
 
 
 def deferral(
@@ -39,10 +39,20 @@ def deferral(
 
 
 def resumption(
-    table: Table, now: datetime, types: Sequence[str] | None, excluding: Sequence[str]
+    table: Table,
+    now: datetime,
+    types: Sequence[str] | None,
+    excluding: Sequence[str],
+    held_back_only: bool,
 ) -> Update:
     t = table.c
     statement = update(table).where(t.ToSend == int(State.PENDING), t.NextAttemptAt > to_db(now))
+    if held_back_only:  # rows `defer` wrote, not rows waiting out their own retry time
+        statement = statement.where(t.Status.like(WAITING + "%"))
+    # never before a Retry-After the receiver gave
+    statement = statement.where(
+        ~func.coalesce(t.Status, "").contains(ASKED_TO_WAIT, autoescape=True)
+    )
     if types is not None:
         statement = statement.where(t.MessageType.in_(list(types)))
     elif excluding:

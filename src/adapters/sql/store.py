@@ -118,9 +118,14 @@ class SqlOutboxStore:
         return self._transaction(run)
 
     def resume(
-        self, now: datetime, *, types: Sequence[str] | None, excluding: Sequence[str] = ()
+        self,
+        now: datetime,
+        *,
+        types: Sequence[str] | None,
+        excluding: Sequence[str] = (),
+        held_back_only: bool = False,
     ) -> int:
-        statement = resumption(self.table, now, types, excluding)
+        statement = resumption(self.table, now, types, excluding, held_back_only)
         return self._transaction(lambda conn: conn.execute(statement).rowcount)
 
     def report_target(self, health: TargetHealth) -> None:
