@@ -162,7 +162,8 @@ def sql_url(request: pytest.FixtureRequest) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `covered_on_mssql` run on SQLite and PostgreSQL only: the SQL Server stand-in
     spends seconds per new session parsing each statement, and a sibling test covers it there."""
-    keep, dropped = [], []
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         param = getattr(getattr(item, "callspec", None), "params", {}).get("sql_url")
         skip = param == "mssql" and item.get_closest_marker("covered_on_mssql")

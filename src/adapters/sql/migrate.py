@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, Index, inspect, text
 from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -75,6 +76,16 @@ def existing_index_names(connection: Connection, table: str) -> list[str]:
     else:
         names = [i["name"] or "" for i in inspect(connection).get_indexes(table)]
     return [same_name(name, connection.dialect.name) for name in names]
+
+
+def create_missing_indexes(connection: Connection, table: str, wanted: Iterable[Index]) -> None:
+    """Create each index the table lacks (an adopted table may have some already)."""
+    existing = existing_index_names(connection, table)
+    for index in wanted:
+        # Babelfish reports an index's name with a hash of its table's name appended.
+        name = same_name(str(index.name), connection.dialect.name)
+        if not any(have == name or have.startswith(name) for have in existing):
+            index.create(connection)
 
 
 def same_name(column: str, dialect: str) -> str:

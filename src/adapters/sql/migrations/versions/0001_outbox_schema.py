@@ -10,7 +10,7 @@ from adapters.sql.migrate import (
     SchemaError,
     column_defaults,
     column_names,
-    existing_index_names,
+    create_missing_indexes,
     has_table,
     same_name,
 )
@@ -76,12 +76,12 @@ def _default_created_at(table: str, dialect: str, fresh: bool) -> None:
 
 
 def _create_indexes(table: str, dialect: str, fresh: bool) -> None:
-    existing = [] if fresh else existing_index_names(op.get_bind(), table)
-    for index in indexes(outbox_table(table), dialect):
-        # Babelfish reports an index's name with a hash of its table's name appended.
-        wanted = same_name(str(index.name), dialect)
-        if not any(name == wanted or name.startswith(wanted) for name in existing):
+    wanted = indexes(outbox_table(table), dialect)
+    if fresh:
+        for index in wanted:
             index.create(op.get_bind())
+    else:
+        create_missing_indexes(op.get_bind(), table, wanted)
 
 
 def _has_default(table: str, column: str) -> bool:

@@ -7,8 +7,9 @@ the partial IX_<table>_UserDue.
 """
 
 from alembic import context, op
-from sqlalchemy import Index, inspect
+from sqlalchemy import Index
 
+from adapters.sql.migrate import create_missing_indexes
 from adapters.sql.schema import outbox_table, partial
 
 revision = "0004"
@@ -25,7 +26,4 @@ def dashboard_indexes(table: str, dialect: str) -> list[Index]:
 def upgrade() -> None:
     table = context.config.attributes["table"]
     bind = op.get_bind()
-    existing = {i["name"] for i in inspect(bind).get_indexes(table)}
-    for index in dashboard_indexes(table, bind.dialect.name):
-        if index.name not in existing:
-            index.create(bind)
+    create_missing_indexes(bind, table, dashboard_indexes(table, bind.dialect.name))
