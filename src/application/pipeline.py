@@ -230,7 +230,10 @@ class Pipeline:
     async def _transmit(
         self, token: str, message: Message, prepared: DeliveryRequest, target: Target
     ) -> None:
-        target.breaker = target.breaker.begin(self.dispatcher.clock.now())
+        now = self.dispatcher.clock.now()
+        before, was_paused = target.breaker.state, target.breaker.paused
+        target.breaker = target.breaker.begin(now)
+        self._transition(target, before, now, paused=was_paused)
         target.in_flight += 1
         self.observer.target_load(target.key, target.in_flight, int(target.limit))
         try:
@@ -252,12 +255,18 @@ class Pipeline:
         target.active_at = now
         self.observer.target_answered(target.key, result)
         self.observer.target_load(target.key, target.in_flight, int(target.limit))
+        self._transition(target, before, now, paused=was_paused)
+
+    def _transition(
+        self, target: Target, before: BreakerState, now: datetime, *, paused: bool
+    ) -> None:
+        """Report the target's health when its breaker changed (or was never reported)."""
         after = target.breaker.state
         if after is not before or not target.reported:
             target.reported = True
             self._report(target.health(self._pool.cap(now), now))
         if after is not before:
-            self._breaker_changed(target, before, now, paused=was_paused)
+            self._breaker_changed(target, before, now, paused=paused)
 
     def _breaker_changed(
         self, target: Target, before: BreakerState, now: datetime, *, paused: bool

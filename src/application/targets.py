@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from domain.breaker import Breaker, BreakerSettings, TargetHealth, is_failure
+from domain.breaker import Breaker, BreakerSettings, TargetHealth, is_congested
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
@@ -72,7 +72,7 @@ class Target:
     def adapt(self, result: DeliveryResult, cap: int) -> None:
         seconds = result.latency_ms / 1000
         self.latency = seconds if self.latency is None else 0.8 * self.latency + 0.2 * seconds
-        if is_failure(result):
+        if is_congested(result):
             self.limit = max(1.0, self.limit / 2)
             self.slow_start = False
         elif self.slow_start:

@@ -15,6 +15,7 @@ from domain.delivery import DeliveryResult
 
 _UNWELL_CODES = frozenset({408, 429})
 _PAUSE_CODES = frozenset({429, 503})
+_CONGESTED_CODES = frozenset({408, 429, 503})
 
 
 class BreakerState(enum.Enum):
@@ -55,6 +56,14 @@ def is_failure(result: DeliveryResult) -> bool:
     return code is None or code >= 500 or code in _UNWELL_CODES
 
 
+def is_congested(result: DeliveryResult) -> bool:
+    """Does the answer say the target is overloaded (408, 429, 503, a timeout)? Other failures
+    (a 500, a refused connection) are errors, not load: they open the breaker, not the limit."""
+    if result.status_code is not None:
+        return result.status_code in _CONGESTED_CODES
+    return "Timeout" in (result.error or "")
+
+
 def pause_of(result: DeliveryResult) -> float | None:
     """Seconds the receiver asked the whole target to wait (429/503 with Retry-After)."""
     if result.status_code in _PAUSE_CODES and result.retry_after_seconds is not None:
@@ -85,11 +94,14 @@ class Breaker:
         )
 
     def begin(self, now: datetime) -> Breaker:
-        """A request is going out; past an open breaker's cool-down it is the one probe."""
+        """A request is going out; past an open breaker's cool-down it is the one probe, and
+        past a Retry-After pause the breaker simply closes (the receiver named the time)."""
         if self.state is BreakerState.CLOSED:
             return self
         if not self.allows(now):
             raise ValueError("the breaker does not allow a request now")
+        if self.paused:  # the receiver said when to come back: no probe, full speed again
+            return Breaker(settings=self.settings, since=now, last_error=self.last_error)
         deadline = now + timedelta(seconds=max(self.cooldown, self.settings.cooldown_seconds))
         return attrs.evolve(self, state=BreakerState.HALF_OPEN, probe_at=deadline)
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.breaker import Breaker, BreakerSettings, BreakerState
+from domain.breaker import Breaker, BreakerSettings, BreakerState, is_congested
 from domain.delivery import DeliveryResult
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -125,6 +125,25 @@ def test_a_retry_after_pauses_the_target_that_long_even_when_closed() -> None:
 
     assert breaker.state is BreakerState.OPEN
     assert not breaker.allows(at(4.99)) and breaker.allows(at(5))
+
+
+def test_past_a_retry_after_pause_the_breaker_closes_without_a_probe() -> None:
+    throttled = DeliveryResult(status_code=429, retry_after_seconds=1)
+    paused = Breaker(settings=SETTINGS).record(throttled, at(0))
+
+    resumed = paused.begin(at(1))
+
+    assert resumed.state is BreakerState.CLOSED
+    assert resumed.allows(at(1)) and resumed.begin(at(1)).allows(at(1))
+
+
+def test_only_overload_answers_count_as_congestion() -> None:
+    congested = [DeliveryResult(status_code=c) for c in (408, 429, 503)]
+    errors = [DeliveryResult(status_code=500), REFUSED, DeliveryResult(status_code=502)]
+
+    assert all(is_congested(r) for r in congested)
+    assert is_congested(DeliveryResult(error="ReadTimeout"))
+    assert not any(is_congested(r) for r in [*errors, OK])
 
 
 def test_a_probe_that_never_reports_lets_another_go_after_its_deadline() -> None:
