@@ -91,6 +91,8 @@ class Target:
         longest cool-down beyond it (the probe's success resumes them at once), so an open
         target costs one claim per waiting row per longest cool-down, not a claim loop."""
         probe_at = self.breaker.resumes_at(now)
+        if self.breaker.paused:
+            return probe_at  # a Retry-After pause is short and known: everyone goes at its end
         if self.candidate_for != probe_at:
             self.candidate_for = probe_at
             return probe_at
