@@ -367,7 +367,7 @@ class OutboxStoreContract(Generic[S]):
         assert store.target_health() == []
 
     def test_resuming_held_back_rows_only_leaves_rows_waiting_for_their_retry(
-        self, store: Any
+        self, store: S
     ) -> None:
         held, _ = self.enqueue(store, 2)
         _, second = self.claim(store, "a")
@@ -382,7 +382,7 @@ class OutboxStoreContract(Generic[S]):
         assert [m.id for m in self.claim(store, "b", at=now)] == [held]
 
     def test_resuming_never_brings_a_retry_before_the_retry_after_it_was_given(
-        self, store: Any
+        self, store: S
     ) -> None:
         self.enqueue(store, 1)
         [message] = self.claim(store, "a")
