@@ -17,8 +17,8 @@ from typing import Any
 
 import attrs
 
+from application.dispatcher import Dispatcher, Kind, Settled, Summary
 from application.observer import DispatchObserver, NullObserver
-from application.service import Dispatcher, Kind, Settled, Summary
 from application.targets import Target, TargetPool, TargetSettings
 from domain import status
 from domain.breaker import BreakerState, TargetHealth

@@ -18,10 +18,10 @@ from adapters.in_memory_browse import InMemoryOutboxBrowser
 from adapters.sql.browse import SqlOutboxBrowser
 from adapters.sql.engine import make_engine
 from adapters.sql.store import SqlOutboxStore
+from application.dispatcher import Dispatcher, DispatchSettings, Targets
 from application.message_types import BUILT_IN, discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import MessageSender
-from application.service import Dispatcher, DispatchSettings, Targets
 from application.targets import TargetSettings
 from domain.breaker import BreakerSettings
 from domain.message_type import MessageTypes

@@ -6,8 +6,8 @@ import attrs
 import pytest
 
 from adapters.in_memory import InMemoryOutboxStore, ManualClock, RecordingMessageSender, Responder
+from application.dispatcher import Dispatcher, DispatchSettings, Summary, Targets
 from application.ports import NewMessage
-from application.service import Dispatcher, DispatchSettings, Summary, Targets
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.message_type import MessageTypes
 from domain.message_types.default import DefaultMessageType

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.clock import SystemClock
 from adapters.in_memory import InMemoryOutboxStore
+from application.dispatcher import Dispatcher, DispatchSettings, Targets
 from application.message_types import discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import NewMessage
-from application.service import Dispatcher, DispatchSettings, Targets
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import State
 from domain.retry import RetryPolicy

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from adapters.in_memory import InMemoryOutboxStore
+from application.dispatcher import Dispatcher, DispatchSettings, Targets
 from application.message_types import discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import NewMessage
-from application.service import Dispatcher, DispatchSettings, Targets
 from application.targets import TargetSettings, target_key
 from domain.breaker import BreakerSettings, BreakerState
 from domain.delivery import DeliveryRequest, DeliveryResult
