@@ -16,7 +16,7 @@ from aiohttp import web
 
 from adapters.sql import notify
 from adapters.sql.migrate import check_schema
-from adapters.targets import check_target
+from adapters.ssrf_guard import check_target
 from application.dispatcher import Summary
 from application.pipeline import Pipeline
 from application.ports import OutboxStore
