@@ -5,7 +5,8 @@ from collections.abc import Mapping
 import attrs
 import pytest
 
-from adapters.in_memory import InMemoryOutboxStore, ManualClock, RecordingMessageSender, Responder
+from adapters.clock import ManualClock
+from adapters.in_memory import InMemoryOutboxStore, RecordingMessageSender, Responder
 from application.dispatcher import Dispatcher, DispatchSettings, Summary, Targets
 from application.ports import NewMessage
 from domain.delivery import DeliveryRequest, DeliveryResult
