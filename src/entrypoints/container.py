@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
 from adapters.clock import SystemClock
-from adapters.http import HttpxMessageSender, make_http_client
+from adapters.httpx_sender import HttpxMessageSender, make_http_client
 from adapters.in_memory import InMemoryOutboxStore
 from adapters.in_memory_browse import InMemoryOutboxBrowser
 from adapters.sql.browse import SqlOutboxBrowser
