@@ -19,7 +19,7 @@ from adapters.sql.browse import SqlOutboxBrowser
 from adapters.sql.engine import make_engine
 from adapters.sql.store import SqlOutboxStore
 from application.dispatcher import Dispatcher, DispatchSettings, Targets
-from application.message_types import BUILT_IN, discover
+from application.message_type_registry import BUILT_IN, discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import MessageSender
 from application.targets import TargetSettings

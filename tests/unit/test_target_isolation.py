@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.in_memory import InMemoryOutboxStore
 from application.dispatcher import Dispatcher, DispatchSettings, Targets
-from application.message_types import discover
+from application.message_type_registry import discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import NewMessage
 from application.targets import TargetSettings, target_key
