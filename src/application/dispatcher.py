@@ -38,7 +38,7 @@ class DispatchSettings:
 
 
 @attrs.frozen(kw_only=True)
-class Targets:
+class TargetUrls:
     """Where each message type is POSTed: its own URL if configured, else the default."""
 
     default: str
@@ -88,7 +88,7 @@ class Dispatcher:
         sender: MessageSender,
         clock: Clock,
         types: MessageTypes,
-        targets: Targets,
+        targets: TargetUrls,
         policy: Backoff,
         rng: random.Random,
         settings: DispatchSettings,

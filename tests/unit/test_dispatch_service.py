@@ -7,7 +7,7 @@ import pytest
 
 from adapters.clock import ManualClock
 from adapters.in_memory import InMemoryOutboxStore, RecordingMessageSender, Responder
-from application.dispatcher import Dispatcher, DispatchSettings, Summary, Targets
+from application.dispatcher import Dispatcher, DispatchSettings, Summary, TargetUrls
 from application.ports import NewMessage
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.message_type import MessageTypes
@@ -54,7 +54,7 @@ class World:
             sender=self.sender,
             clock=self.clock,
             types=types,
-            targets=Targets(default=TARGET),
+            targets=TargetUrls(default=TARGET),
             policy=RetryPolicy(base_seconds=1.0, max_seconds=60.0, max_attempts=self.max_attempts),
             rng=random.Random(1234),
             settings=DispatchSettings(
