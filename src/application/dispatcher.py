@@ -20,6 +20,8 @@ from domain.retry import Backoff
 
 
 class Kind(enum.Enum):
+    """How one dispatch step settled a message; `Summary` counts each kind."""
+
     SENT = "sent"
     RETRIED = "retried"
     DEAD = "dead"
