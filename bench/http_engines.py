@@ -21,7 +21,7 @@ from typing import Any, TypeAlias, TypeVar
 import aiohttp
 import httpx
 
-from adapters.http import HttpxMessageSender, make_http_client
+from adapters.httpx_sender import HttpxMessageSender, make_http_client
 from bench.nginx_receiver import nginx_receiver
 from domain.delivery import DeliveryRequest
 

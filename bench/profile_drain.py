@@ -36,7 +36,7 @@ AREAS = (
     ("domain (status lines, transitions)", "domain/"),
     ("attrs", "attr"),
     ("pipeline (claim, send, ack loops)", "pipeline.py"),
-    ("dispatcher service", "service.py"),
+    ("dispatcher service", "application/dispatcher.py"),
     ("SQL store adapter", "adapters/sql"),
     ("sender adapter", "aiohttp_sender.py"),
     ("asyncio / uvloop", "asyncio"),

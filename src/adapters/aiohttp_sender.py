@@ -15,7 +15,7 @@ import aiohttp
 import attrs
 
 from adapters.aiohttp_transport import httpx_error_for, pooled_session
-from adapters.http import attempt_within, excerpt, read_at_most, retry_after, since
+from adapters.http_common import attempt_within, excerpt, read_at_most, retry_after, since
 from adapters.webhooks import WebhookHeaders
 from domain.delivery import DeliveryRequest, DeliveryResult
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import attrs
 
@@ -17,19 +17,6 @@ from domain.breaker import TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message, State
 from domain.status import ASKED_TO_WAIT, WAITING
-
-
-class ManualClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
 
 
 class InMemoryOutboxStore:

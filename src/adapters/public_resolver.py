@@ -1,6 +1,6 @@
 """SSRF guard at connect time: a resolver that refuses names resolving to non-public addresses.
 
-The start-up check (`adapters.targets.check_target`) resolves each target once; a name whose
+The start-up check (`adapters.ssrf_guard.check_target`) resolves each target once; a name whose
 DNS answer later changes to a private address (DNS rebinding) is caught here, on every new
 connection. IP literals never reach a resolver; the start-up check covers them.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from adapters.targets import non_public_kind
+from adapters.ssrf_guard import non_public_kind
 
 
 class NonPublicAddress(OSError):

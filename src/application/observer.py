@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from application.service import Settled
+from application.dispatcher import Settled
 from domain.breaker import TargetHealth
 from domain.delivery import DeliveryResult
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import attrs
 
+from application.dispatcher import Dispatcher, Kind, Settled, Summary
 from application.observer import DispatchObserver, NullObserver
-from application.service import Dispatcher, Kind, Settled, Summary
-from application.targets import Target, TargetPool, TargetSettings
+from application.target_pool import Target, TargetPool, TargetSettings
 from domain import status
 from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult

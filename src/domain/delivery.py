@@ -6,6 +6,8 @@ import attrs
 
 
 class Verdict(enum.Enum):
+    """What one HTTP result calls for (`classify`); the row's `State` follows from it."""
+
     SENT = "sent"
     RETRY = "retry"
     DEAD = "dead"

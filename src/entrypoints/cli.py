@@ -121,7 +121,7 @@ def drain(settle: bool, progress: bool | None) -> None:
     _exit_at_once_on_stop_signals()
     from entrypoints import logs
     from entrypoints.container import build
-    from entrypoints.progress import drain_with_progress
+    from entrypoints.drain import drain_with_progress
 
     container = build()
     settings = container.settings()

@@ -12,17 +12,17 @@ from sqlalchemy import Engine
 
 from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
 from adapters.clock import SystemClock
-from adapters.http import HttpxMessageSender, make_http_client
+from adapters.httpx_sender import HttpxMessageSender, make_http_client
 from adapters.in_memory import InMemoryOutboxStore
 from adapters.in_memory_browse import InMemoryOutboxBrowser
 from adapters.sql.browse import SqlOutboxBrowser
 from adapters.sql.engine import make_engine
 from adapters.sql.store import SqlOutboxStore
-from application.message_types import BUILT_IN, discover
+from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
+from application.message_type_registry import BUILT_IN, discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import MessageSender
-from application.service import Dispatcher, DispatchSettings, Targets
-from application.targets import TargetSettings
+from application.target_pool import TargetSettings
 from domain.breaker import BreakerSettings
 from domain.message_type import MessageTypes
 from domain.retry import Backoff, RetryPolicy, RetrySchedule
@@ -66,10 +66,10 @@ def _message_types(settings: Settings) -> MessageTypes:
     return discover((BUILT_IN, *settings.message_type_packages))
 
 
-def _targets(settings: Settings) -> Targets:
+def _targets(settings: Settings) -> TargetUrls:
     if settings.target_url is None:
         raise ConfigError("OUTBOX_TARGET_URL must be set to the endpoint messages are POSTed to")
-    return Targets(default=settings.target_url, by_type=dict(settings.target_urls))
+    return TargetUrls(default=settings.target_url, by_type=dict(settings.target_urls))
 
 
 def _policy(settings: Settings) -> Backoff:

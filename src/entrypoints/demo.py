@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.sql.migrate import migrate
+from application.dispatcher import Summary
 from application.ports import Attempt, NewMessage
-from application.service import Summary
 from entrypoints import logs
 from entrypoints.container import Container, build, release
 from entrypoints.receiver import build_app

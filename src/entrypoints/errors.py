@@ -6,8 +6,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from adapters.sql.migrate import SchemaError
 from adapters.sql.odbc import OdbcMissing
-from adapters.targets import TargetError
-from application.message_types import MessageTypeError
+from adapters.ssrf_guard import TargetError
+from application.message_type_registry import MessageTypeError
 from domain.errors import DuplicateMessageType, one_line
 from entrypoints.config import ConfigError
 

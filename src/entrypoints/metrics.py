@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from application.service import Settled
+from application.dispatcher import Settled
 from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryResult
 

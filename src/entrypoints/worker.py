@@ -16,10 +16,10 @@ from aiohttp import web
 
 from adapters.sql import notify
 from adapters.sql.migrate import check_schema
-from adapters.targets import check_target
+from adapters.ssrf_guard import check_target
+from application.dispatcher import Summary
 from application.pipeline import Pipeline
 from application.ports import OutboxStore
-from application.service import Summary
 from entrypoints.allocator import limit_arenas, release_free_memory
 from entrypoints.container import Container, hold_sender_pool, release
 from entrypoints.metrics import Liveness, PrometheusObserver, metrics_app

@@ -15,7 +15,7 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from adapters.in_memory import ManualClock
+from adapters.clock import ManualClock
 from application.ports import NewMessage
 from domain.delivery import DeliveryResult
 from domain.model import Message, State

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 import pytest
 
-from adapters.http import retry_after
+from adapters.http_common import retry_after
 from adapters.in_memory import RecordingMessageSender
 from domain.delivery import DeliveryRequest, DeliveryResult
 from tests.contracts.sender_contract import MakeSender, MessageSenderContract, Received

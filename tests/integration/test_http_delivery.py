@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
-from adapters.http import HttpxMessageSender, make_http_client
+from adapters.httpx_sender import HttpxMessageSender, make_http_client
 from tests.contracts.http_sender_contract import (
     SECRET,
     TIMEOUT,

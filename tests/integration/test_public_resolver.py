@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from adapters.http import HttpxMessageSender, make_http_client
+from adapters.httpx_sender import HttpxMessageSender, make_http_client
 from adapters.public_resolver import NonPublicAddress, PublicOnlyResolver
 from domain.delivery import DeliveryRequest, DeliveryResult
 from tests.integration.http_servers import serving

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from adapters.http import HttpxMessageSender, make_http_client
+from adapters.httpx_sender import HttpxMessageSender, make_http_client
 from domain.delivery import DeliveryRequest, DeliveryResult
 from entrypoints.receiver import build_app
 from tests.integration.http_servers import serving

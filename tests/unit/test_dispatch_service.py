@@ -5,9 +5,10 @@ from collections.abc import Mapping
 import attrs
 import pytest
 
-from adapters.in_memory import InMemoryOutboxStore, ManualClock, RecordingMessageSender, Responder
+from adapters.clock import ManualClock
+from adapters.in_memory import InMemoryOutboxStore, RecordingMessageSender, Responder
+from application.dispatcher import Dispatcher, DispatchSettings, Summary, TargetUrls
 from application.ports import NewMessage
-from application.service import Dispatcher, DispatchSettings, Summary, Targets
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.message_type import MessageTypes
 from domain.message_types.default import DefaultMessageType
@@ -53,7 +54,7 @@ class World:
             sender=self.sender,
             clock=self.clock,
             types=types,
-            targets=Targets(default=TARGET),
+            targets=TargetUrls(default=TARGET),
             policy=RetryPolicy(base_seconds=1.0, max_seconds=60.0, max_attempts=self.max_attempts),
             rng=random.Random(1234),
             settings=DispatchSettings(

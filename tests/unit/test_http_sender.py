@@ -8,7 +8,7 @@ import attrs
 import httpx
 import pytest
 
-from adapters.http import HttpxMessageSender
+from adapters.httpx_sender import HttpxMessageSender
 from adapters.webhooks import verify
 from domain.delivery import DeliveryRequest, DeliveryResult
 

@@ -11,7 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.in_memory import InMemoryOutboxStore, ManualClock
+from adapters.clock import ManualClock
+from adapters.in_memory import InMemoryOutboxStore
 from application.ports import NewMessage
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from application.message_types import MessageTypeError, discover
+from application.message_type_registry import MessageTypeError, discover
 from domain.errors import DuplicateMessageType, InvalidMessage
 from domain.message_type import MAX_MESSAGE_CHARS
 from domain.model import Message, State

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.clock import SystemClock
 from adapters.in_memory import InMemoryOutboxStore
-from application.message_types import discover
+from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
+from application.message_type_registry import discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import NewMessage
-from application.service import Dispatcher, DispatchSettings, Targets
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import State
 from domain.retry import RetryPolicy
@@ -57,7 +57,7 @@ def pipeline_over(
         sender=sender,
         clock=clock or SystemClock(),
         types=discover(),
-        targets=Targets(default="https://example.test/hooks"),
+        targets=TargetUrls(default="https://example.test/hooks"),
         policy=RetryPolicy(),
         rng=random.Random(7),
         settings=DispatchSettings(owner="t", batch_size=batch, concurrency=8),

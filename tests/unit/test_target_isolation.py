@@ -8,11 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from adapters.in_memory import InMemoryOutboxStore
-from application.message_types import discover
+from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
+from application.message_type_registry import discover
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import NewMessage
-from application.service import Dispatcher, DispatchSettings, Targets
-from application.targets import TargetSettings, target_key
+from application.target_pool import TargetSettings, target_key
 from domain.breaker import BreakerSettings, BreakerState
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import State
@@ -58,7 +58,7 @@ def build(store: InMemoryOutboxStore, sender: Receivers, clock: Clock) -> Pipeli
         sender=sender,
         clock=clock,
         types=discover(),
-        targets=Targets(default=FAST, by_type={"json": SLOW}),
+        targets=TargetUrls(default=FAST, by_type={"json": SLOW}),
         policy=RetrySchedule(steps=(1.0, 1.0, 1.0)),
         rng=random.Random(3),
         settings=DispatchSettings(owner="t", batch_size=50, concurrency=8),

@@ -24,7 +24,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import func, select
 
-from adapters.in_memory import ManualClock
+from adapters.clock import ManualClock
 from adapters.sql.store import SqlOutboxStore
 from application.ports import Attempt, NewMessage
 from domain.delivery import DeliveryResult, Verdict, classify

@@ -20,6 +20,8 @@ from domain.retry import Backoff
 
 
 class Kind(enum.Enum):
+    """How one dispatch step settled a message; `Summary` counts each kind."""
+
     SENT = "sent"
     RETRIED = "retried"
     DEAD = "dead"
@@ -38,7 +40,7 @@ class DispatchSettings:
 
 
 @attrs.frozen(kw_only=True)
-class Targets:
+class TargetUrls:
     """Where each message type is POSTed: its own URL if configured, else the default."""
 
     default: str
@@ -88,7 +90,7 @@ class Dispatcher:
         sender: MessageSender,
         clock: Clock,
         types: MessageTypes,
-        targets: Targets,
+        targets: TargetUrls,
         policy: Backoff,
         rng: random.Random,
         settings: DispatchSettings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from application.service import Summary
+from application.dispatcher import Summary
 from entrypoints.container import Container
 from entrypoints.worker import Mode, run, run_loop
 

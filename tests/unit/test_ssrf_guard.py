@@ -4,7 +4,7 @@ import socket
 import pytest
 from pytest_mock import MockerFixture
 
-from adapters.targets import TargetError, check_target
+from adapters.ssrf_guard import TargetError, check_target
 
 
 def addrinfo(*addresses: str) -> list[tuple[object, ...]]:
