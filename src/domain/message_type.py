@@ -109,8 +109,6 @@ def require_text(message: Message, max_chars: int) -> str:
 
 
 def _require_encodable(body: str) -> None:
-    if body.isascii():  # a flag on the string: no copy, where most bodies end
-        return
     try:
         body.encode("utf-8")
     except UnicodeEncodeError as error:
