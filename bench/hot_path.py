@@ -97,6 +97,7 @@ def _text(i: int) -> str:
 
 def run_tree(src: Path, count: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(__file__).parent.parent}"}
+    env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every tree
     output = subprocess.run(
         [sys.executable, "-m", "bench.hot_path", "--child", "--count", str(count)],
         env=env, check=True, capture_output=True, text=True,
@@ -107,6 +108,7 @@ def run_tree(src: Path, count: int) -> dict[str, float]:
 def instructions(src: Path, count: int, parts: str) -> int:
     """Instructions the whole child process executes under callgrind (deterministic)."""
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(__file__).parent.parent}"}
+    env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every tree
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / "callgrind.out"
         subprocess.run(
