@@ -40,9 +40,14 @@ def secret_key(secret: str) -> bytes:
 
 
 def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return f"{VERSION},{base64.b64encode(digest).decode('ascii')}"
+    return keyed_signature(hmac.new(key, digestmod=hashlib.sha256), msg_id, timestamp, body)
+
+
+def keyed_signature(keyed: hmac.HMAC, msg_id: str, timestamp: int, body: bytes) -> str:
+    """`signature` from an HMAC already keyed (not updated): copying it skips the key setup."""
+    mac = keyed.copy()
+    mac.update(b"%s.%d.%s" % (msg_id.encode(), timestamp, body))
+    return f"{VERSION},{base64.b64encode(mac.digest()).decode('ascii')}"
 
 
 def sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -93,7 +98,10 @@ class WebhookHeaders:
     def __init__(
         self, secrets: Sequence[str], user_agent: str, timestamp: Callable[[], float]
     ) -> None:
-        self._keys = tuple(secret_key(secret) for secret in secrets)
+        # keyed once here: each attempt copies them instead of hashing the key again
+        self._keys = tuple(
+            hmac.new(secret_key(secret), digestmod=hashlib.sha256) for secret in secrets
+        )
         self._user_agent = user_agent
         self._timestamp = timestamp
 
@@ -113,6 +121,6 @@ class WebhookHeaders:
         }
         if self._keys:
             headers["webhook-signature"] = " ".join(
-                signature(k, key, timestamp, request.body) for k in self._keys
+                keyed_signature(k, key, timestamp, request.body) for k in self._keys
             )
         return headers

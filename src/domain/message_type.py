@@ -77,10 +77,13 @@ class MessageTypes(Mapping[str, MessageType]):
         return encode(message_type.build(message))
 
 
+# built once: json.dumps with options builds a new encoder on every call
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode(body: Mapping[str, object]) -> bytes:
     try:
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode("utf-8")
+        return _ENCODER.encode(body).encode("utf-8")
     except (TypeError, ValueError) as error:
         raise InvalidMessage(f"body is not JSON-serialisable: {error}") from error
 

@@ -13,10 +13,10 @@ from sqlalchemy import DateTime, Table, bindparam, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import TextClause
 
-from adapters.sql.mapping import LIFECYCLE_COLUMNS
+from adapters.sql.mapping import MESSAGE_COLUMNS
 from adapters.sql.schema import index_names
 
-_COLUMNS = ("ID", "UserID", "Message", "MessageType", *LIFECYCLE_COLUMNS)
+_COLUMNS = MESSAGE_COLUMNS  # in this order: the claim maps its rows by position
 
 # Literal state numbers (not parameters) so the planner can match the partial indexes.
 _DUE = (

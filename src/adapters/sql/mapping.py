@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,31 @@ LIFECYCLE_COLUMNS = (
     "ToSend", "Status", "Attempts", "NextAttemptAt", "LeaseOwner",
     "LeaseUntil", "LeaseToken", "IdempotencyKey", "SentAt",
 )  # fmt: skip
+MESSAGE_COLUMNS = ("ID", "UserID", "Message", "MessageType", *LIFECYCLE_COLUMNS)
+
+
+def columns_to_message(row: Sequence[Any]) -> Message:
+    """`to_message` for a plain row of MESSAGE_COLUMNS in that order (the claim's hot path):
+    unpacked by position, with no mapping view built per row."""
+    (
+        message_id, user_id, body, message_type, to_send, status, attempts,
+        next_attempt_at, lease_owner, lease_until, lease_token, idempotency_key, sent_at,
+    ) = row  # fmt: skip
+    return Message(
+        id=int(message_id),
+        user_id=user_id,
+        body=body,
+        message_type=message_type or "default",
+        state=to_send,  # the converter makes it a State
+        attempts=attempts or 0,
+        next_attempt_at=None if next_attempt_at is None else next_attempt_at.replace(tzinfo=UTC),
+        lease_owner=lease_owner,
+        lease_until=None if lease_until is None else lease_until.replace(tzinfo=UTC),
+        lease_token=lease_token,
+        idempotency_key=idempotency_key,
+        status=status,
+        sent_at=None if sent_at is None else sent_at.replace(tzinfo=UTC),
+    )
 
 
 def lifecycle_values(message: Message) -> dict[str, Any]:

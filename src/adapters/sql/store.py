@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import TypeVar
 
 from sqlalchemy import Engine, func, select, update
@@ -16,6 +17,7 @@ from adapters.sql import acks, claims, target_rows
 from adapters.sql.acks import batch_document
 from adapters.sql.deferral import deferral, resumption
 from adapters.sql.mapping import (
+    columns_to_message,
     history_row,
     lifecycle_values,
     to_attempt,
@@ -72,8 +74,8 @@ class SqlOutboxStore:
         }
 
         def run(conn: Connection) -> list[Message]:
-            rows = conn.execute(self._claims[per_user], params).mappings().all()
-            return sorted((to_message(row) for row in rows), key=lambda m: m.id)
+            rows = conn.execute(self._claims[per_user], params).all()
+            return [columns_to_message(row) for row in sorted(rows, key=itemgetter(0))]
 
         return self._transaction(run)
 
