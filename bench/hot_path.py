@@ -37,9 +37,9 @@ def measure(count: int, parts: str = "all") -> dict[str, float]:
     from adapters.sql.migrate import migrate
     from adapters.sql.store import SqlOutboxStore
     from adapters.webhooks import WebhookHeaders
-    from application.message_types import discover
+    from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
+    from application.message_type_registry import discover
     from application.ports import NewMessage
-    from application.service import Dispatcher, DispatchSettings, Targets
     from domain.retry import RetryPolicy
 
     with tempfile.TemporaryDirectory() as directory:
@@ -76,7 +76,7 @@ def measure(count: int, parts: str = "all") -> dict[str, float]:
         sender=None,  # type: ignore[arg-type]
         clock=None,  # type: ignore[arg-type]
         types=discover(),
-        targets=Targets(default="http://127.0.0.1:9/hook"),
+        targets=TargetUrls(default="http://127.0.0.1:9/hook"),
         policy=RetryPolicy(),
         rng=random.Random(1),
         settings=DispatchSettings(owner="bench"),
