@@ -76,7 +76,8 @@ def test_the_signing_secret_and_password_appear_in_no_log_status_history_or_metr
         with Fleet(env, tmp_path) as fleet:
             fleet.start()
             fleet.start(OUTBOX_LOG_FORMAT="json", OUTBOX_METRICS_PORT="0")
-            settle(store, timeout=60)
+            # 429s with Retry-After pause the whole target (a second each): slower than per row
+            settle(store, timeout=180)
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
             status = run_cli(env, "status", "--json", "--dead", "1000")
             codes = fleet.stop_all()
