@@ -153,7 +153,11 @@ def test_tls_verification_cannot_be_switched_off_by_any_setting(
 
     with FaultReceiver(secret=SECRET, ssl_context=server) as receiver:
         control = httpx.get(receiver.url, verify=ssl.create_default_context(cafile=str(cert)))
-        env = fault_env(sqlite_url, receiver.url, OUTBOX_MAX_ATTEMPTS="2") | TLS_OFF
+        # the breaker stays out of it: each row spends its two attempts on the TLS handshake
+        env = fault_env(
+            sqlite_url, receiver.url, OUTBOX_MAX_ATTEMPTS="2", OUTBOX_BREAKER_FAILURES="1000"
+        )
+        env |= TLS_OFF
         env["OUTBOX_HTTP_ENGINE"] = engine
         with Fleet(env, tmp_path) as fleet:
             fleet.start()
