@@ -21,7 +21,7 @@ demo: bootstrap-demo $(STAMP)
 	$(BIN)/outbox demo
 
 test: bootstrap-test $(STAMP) lint
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 -m 'not outage'
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/contracts

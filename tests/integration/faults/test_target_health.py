@@ -63,6 +63,7 @@ def one_database_unless_long(database: str) -> Iterator[None]:
     yield
 
 
+@pytest.mark.outage
 @pytest.mark.usefixtures("one_database_unless_long")
 def test_a_receiver_answering_503_for_four_minutes_loses_nothing_with_the_default_retries(
     store: SqlOutboxStore, database_url: str, database: str, tmp_path: Path
@@ -86,6 +87,7 @@ def test_a_receiver_answering_503_for_four_minutes_loses_nothing_with_the_defaul
     assert logs.count("circuit open") <= 2 and logs.count("circuit closed") >= 1
 
 
+@pytest.mark.outage
 @pytest.mark.skipif(not is_long(), reason="a ten-minute outage: OUTBOX_FAULTS_SCALE=long only")
 def test_a_receiver_refusing_connections_for_ten_minutes_loses_nothing(
     store: SqlOutboxStore, database_url: str, database: str, tmp_path: Path
