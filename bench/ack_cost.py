@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from adapters.sql.engine import make_engine
 from adapters.sql.migrate import migrate
 from adapters.sql.store import SqlOutboxStore
-from application.ports import Attempt, NewMessage
-from domain.delivery import DeliveryResult
+from application.ports import NewMessage
+from bench.loops import as_sent
 
 BATCH = 500
 ROUNDS = 8
@@ -29,19 +29,9 @@ def one_ack(store: SqlOutboxStore) -> float:
     claimed = store.claim(
         owner="bench", token=token, limit=BATCH, now=now, lease_until=now + timedelta(seconds=30)
     )
-    ok = DeliveryResult(status_code=204, latency_ms=2)
-    attempts = [
-        Attempt(
-            message_id=m.id,
-            attempt=m.attempts,
-            idempotency_key=m.idempotency_key or "",
-            started_at=now,
-            result=ok,
-        )
-        for m in claimed
-    ]
+    sent, attempts = as_sent(claimed, now)
     started = time.perf_counter()
-    result = store.ack(token, [m.mark_sent(ok, now) for m in claimed], attempts)
+    result = store.ack(token, sent, attempts)
     elapsed = time.perf_counter() - started
     if result.written != BATCH:
         raise RuntimeError(f"acked {result.written} of {BATCH}")

@@ -36,7 +36,7 @@ def database_ceiling(db: BenchDatabase, count: int, batch: int = 500) -> float:
         )
         if not claimed:
             break
-        sent, attempts = _as_sent(claimed, now)
+        sent, attempts = as_sent(claimed, now)
         store.ack(token, sent, attempts)
         done += len(claimed)
     elapsed = time.perf_counter() - started
@@ -45,7 +45,7 @@ def database_ceiling(db: BenchDatabase, count: int, batch: int = 500) -> float:
     return done / elapsed
 
 
-def _as_sent(messages: list[Message], now: datetime) -> tuple[list[Message], list[Attempt]]:
+def as_sent(messages: list[Message], now: datetime) -> tuple[list[Message], list[Attempt]]:
     result = DeliveryResult(status_code=204, latency_ms=2.0)
     sent = [m.mark_sent(result, now) for m in messages]
     attempts = [
