@@ -19,8 +19,8 @@ from domain.model import Message, State
 from domain.retry import Backoff
 
 
-class Kind(enum.Enum):
-    """How one dispatch step settled a message; `Summary` counts each kind."""
+class Outcome(enum.Enum):
+    """How one dispatch step settled a message; `Summary` counts each outcome."""
 
     SENT = "sent"
     RETRIED = "retried"
@@ -59,7 +59,7 @@ class Claim:
 @attrs.frozen(kw_only=True)
 class Settled:
     message: Message
-    kind: Kind
+    outcome: Outcome
     attempt: Attempt | None = None
 
 
@@ -76,7 +76,7 @@ class Summary:
 
     def count(self, settled: Iterable[Settled]) -> None:
         for item in settled:
-            name = item.kind.value
+            name = item.outcome.value
             setattr(self, name, getattr(self, name) + 1)
 
 
@@ -128,14 +128,14 @@ class Dispatcher:
         """The request to send, or the message already settled (invalid, or given up)."""
         if message.attempts > self.policy.max_attempts:
             reason = f"gave up after {message.attempts - 1} attempts whose leases expired"
-            return Settled(message=message.give_up(reason), kind=Kind.DEAD)
+            return Settled(message=message.give_up(reason), outcome=Outcome.DEAD)
         try:
             body = self.types.payload(message)
         except InvalidMessage as error:
-            return Settled(message=message.reject(error.reason), kind=Kind.INVALID)
+            return Settled(message=message.reject(error.reason), outcome=Outcome.INVALID)
         except Exception as error:  # a bug in a message type marks its row, not the batch
             reason = f"message type {message.message_type!r} failed: {one_line(error)}"
-            return Settled(message=message.reject(reason), kind=Kind.INVALID)
+            return Settled(message=message.reject(reason), outcome=Outcome.INVALID)
         assert message.idempotency_key is not None
         return DeliveryRequest(
             message_id=message.id,
@@ -156,10 +156,12 @@ class Dispatcher:
             result=result,
         )
         if classify(result) is Verdict.SENT:
-            return Settled(message=message.mark_sent(result, now), kind=Kind.SENT, attempt=attempt)
+            return Settled(
+                message=message.mark_sent(result, now), outcome=Outcome.SENT, attempt=attempt
+            )
         failed = message.mark_failed(result, self.policy, now, self._rng.random())
-        kind = Kind.RETRIED if failed.state is State.PENDING else Kind.DEAD
-        return Settled(message=failed, kind=kind, attempt=attempt)
+        outcome = Outcome.RETRIED if failed.state is State.PENDING else Outcome.DEAD
+        return Settled(message=failed, outcome=outcome, attempt=attempt)
 
     async def deliver(self, message: Message) -> Settled:
         prepared = self.prepare(message)
@@ -177,7 +179,7 @@ class Dispatcher:
         return self.settle(message, result, started_at)
 
     def release(self, message: Message) -> Settled:
-        return Settled(message=message.release(self.clock.now()), kind=Kind.RELEASED)
+        return Settled(message=message.release(self.clock.now()), outcome=Outcome.RELEASED)
 
     def ack(self, token: str, settled: Sequence[Settled]) -> list[Settled]:
         """Write outcomes; returns those refused because the lease was lost."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from application.dispatcher import Dispatcher, Kind, Settled, Summary
+from application.dispatcher import Dispatcher, Outcome, Settled, Summary
 from application.observer import DispatchObserver, NullObserver
 from application.target_pool import Target, TargetPool, TargetSettings
 from domain import status
@@ -26,7 +26,7 @@ from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
 log = logging.getLogger(__name__)
-_FAILURES = frozenset({Kind.RETRIED, Kind.DEAD, Kind.INVALID})
+_FAILURES = frozenset({Outcome.RETRIED, Outcome.DEAD, Outcome.INVALID})
 _CRAWL_SECONDS = 0.5
 
 
@@ -304,7 +304,7 @@ class Pipeline:
             f"{reason}, {made} of {self.dispatcher.policy.max_attempts} attempts made",
             until,
         )
-        return Settled(message=message.defer(until, line), kind=Kind.DEFERRED)
+        return Settled(message=message.defer(until, line), outcome=Outcome.DEFERRED)
 
     def _report(self, health: TargetHealth) -> None:
         """Metrics now; the table for `outbox status` in the background (best effort)."""
@@ -404,8 +404,8 @@ class Pipeline:
     def _ack_all(self, batches: dict[str, list[Settled]]) -> list[Settled]:
         refused: list[Settled] = []
         for token, items in batches.items():
-            deferred = [item for item in items if item.kind is Kind.DEFERRED]
-            rest = [item for item in items if item.kind is not Kind.DEFERRED]
+            deferred = [item for item in items if item.outcome is Outcome.DEFERRED]
+            rest = [item for item in items if item.outcome is not Outcome.DEFERRED]
             if rest:
                 refused += self.dispatcher.ack(token, rest)
             if deferred:
@@ -444,7 +444,7 @@ class Pipeline:
             self.summary.count(written)
             for item in written:
                 self.observer.settled(item)
-                if item.kind in _FAILURES:
+                if item.outcome in _FAILURES:
                     log.warning("message %d %s", item.message.id, item.message.status)
         self.summary.refused += len(refused)
         self.healthy = True

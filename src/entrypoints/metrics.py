@@ -106,7 +106,7 @@ class PrometheusObserver:
         self.batch_size.observe(count)
 
     def settled(self, settled: Settled) -> None:
-        self.settled_total.labels(settled.kind.value).inc()
+        self.settled_total.labels(settled.outcome.value).inc()
         if settled.attempt is not None:
             self.latency.observe(settled.attempt.result.latency_ms / 1000)
 
