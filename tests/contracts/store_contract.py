@@ -503,9 +503,7 @@ class OutboxStoreContract(Generic[S]):
         assert overview.counts == {0: 0, 1: 1, 2: 0, 3: 0}
         assert overview.leases == {} and overview.recent_dead == ()
 
-    def test_the_oldest_due_age_counts_from_the_retry_time_of_a_retried_row(
-        self, store: S
-    ) -> None:
+    def test_the_oldest_due_age_counts_from_the_retry_time_of_a_retried_row(self, store: S) -> None:
         self.enqueue(store, 1)
         [message] = self.claim(store, "a")
         failed = message.mark_failed(UNAVAILABLE, POLICY, T0, jitter=0.0)
