@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from types import ModuleType
 
@@ -45,3 +46,20 @@ def test_the_per_user_claim_adds_the_first_of_user_clause_and_nothing_else(
     clause = module.FIRST_OF_USER.format(table="Messages")
     assert "NOT EXISTS" not in plain and clause in per_user
     assert per_user.replace(clause, "") == plain
+
+
+def due_conditions(sql: str) -> list[str]:
+    """Each due condition in `sql`, whitespace folded and table aliases taken out."""
+    folded = " ".join(sql.split())
+    found = re.findall(r"\S*ToSend\S* IN \(1, 2\) AND \(\(.*?LeaseUntil\S* <= :now\)\)", folded)
+    return [re.sub(r'(\bt\.|\bm\.|"\{table\}"\.|\[\{table\}\]\.)', "", due) for due in found]
+
+
+@pytest.mark.parametrize("module", [sqlite, postgresql, mssql], ids=lambda m: m.__name__)
+def test_the_claim_picks_and_fences_with_one_and_the_same_due_condition(
+    module: ModuleType,
+) -> None:
+    picked, fenced = due_conditions(module.CLAIM)
+
+    assert picked == fenced
+    assert 'NextAttemptAt" IS NULL OR' in picked or "[NextAttemptAt] IS NULL OR" in picked
