@@ -225,8 +225,10 @@ def mssql_server() -> str:
     if script is None:
         no_sql_server("OUTBOX_TEST_MSSQL_URL is unset and no Babelfish stand-in was found")
     if os.geteuid() != 0:
-        no_sql_server(f"the Babelfish stand-in ({script}) starts as root only; run it once as"
-                      " root, or set OUTBOX_TEST_MSSQL_URL")
+        no_sql_server(
+            f"the Babelfish stand-in ({script}) starts as root only; run it once as"
+            " root, or set OUTBOX_TEST_MSSQL_URL"
+        )
     started = subprocess.run([str(script)], capture_output=True, text=True, timeout=300)
     if started.returncode != 0:
         SERVERS["SQL Server"] = f"suites FAILED: the Babelfish stand-in ({script}) did not start"

@@ -98,8 +98,12 @@ class ThrowawayPostgres:
         initdb = [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
         initdb += ["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
         done = subprocess.run(  # its own session: Ctrl-C reaches pytest, which cleans up
-            _as_server(account, initdb), cwd=self.home, capture_output=True, text=True,
-            timeout=120, start_new_session=True,
+            _as_server(account, initdb),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            start_new_session=True,
         )
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -127,7 +131,10 @@ class ThrowawayPostgres:
                 raise ServerUnavailable(f"the server exited: {self._log_tail()}")
             try:
                 with psycopg.connect(
-                    host="127.0.0.1", port=port, user="postgres", dbname="postgres",
+                    host="127.0.0.1",
+                    port=port,
+                    user="postgres",
+                    dbname="postgres",
                     connect_timeout=2,
                 ):
                     return
@@ -167,8 +174,12 @@ class ThrowawayPostgres:
         self.process.wait(60)
         with open(self.home / "server.log", "ab") as log:
             self.process = subprocess.Popen(
-                args, cwd=self.home, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                args,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._wait_until_ready(int(self.url.rsplit(":", 1)[1].split("/")[0]))
 

@@ -50,11 +50,6 @@ def keyed_signature(keyed: hmac.HMAC, msg_id: str, timestamp: int, body: bytes) 
     return f"{VERSION},{base64.b64encode(mac.digest()).decode('ascii')}"
 
 
-def sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` header value: one signature per secret, space-separated."""
-    return " ".join(signature(secret_key(secret), msg_id, timestamp, body) for secret in secrets)
-
-
 def verify(
     secret: str,
     headers: Mapping[str, str],

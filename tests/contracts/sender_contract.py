@@ -41,9 +41,7 @@ class Target(Protocol):
 
 
 def request_to(url: str, body: bytes = b'{"id":7,"message":"hello"}') -> DeliveryRequest:
-    return DeliveryRequest(
-        message_id=7, url=url, body=body, idempotency_key="msg_tok_7", attempt=1
-    )
+    return DeliveryRequest(message_id=7, url=url, body=body, idempotency_key="msg_tok_7", attempt=1)
 
 
 def deliver(

@@ -503,9 +503,7 @@ class OutboxStoreContract(Generic[S]):
         assert overview.counts == {0: 0, 1: 1, 2: 0, 3: 0}
         assert overview.leases == {} and overview.recent_dead == ()
 
-    def test_the_oldest_due_age_counts_from_the_retry_time_of_a_retried_row(
-        self, store: S
-    ) -> None:
+    def test_the_oldest_due_age_counts_from_the_retry_time_of_a_retried_row(self, store: S) -> None:
         self.enqueue(store, 1)
         [message] = self.claim(store, "a")
         failed = message.mark_failed(UNAVAILABLE, POLICY, T0, jitter=0.0)
@@ -534,6 +532,30 @@ class OutboxStoreContract(Generic[S]):
 
         assert store.due(T0) == 2 and store.unfinished() == 3
         assert store.due(T0 + LEASE) == 3
+
+    def test_at_the_boundaries_a_row_is_due_in_the_domain_exactly_when_the_store_claims_it(
+        self, store: S
+    ) -> None:
+        at = T0 + timedelta(hours=1)
+        retry_now, retry_later, expiring, sent, dead = self.enqueue(store, 5)
+        held = self.claim(store, "a", at=T0)
+        store.defer("a", [retry_now], until=at)
+        store.defer("a", [retry_later], until=at + timedelta(seconds=1))
+        by_id = {m.id: m for m in held}
+        self.send_ok(store, "a", [by_id[sent]])
+        store.ack("a", [by_id[dead].reject("bad")], [])
+        [lease_ends_now] = self.claim(store, "b", at=at - LEASE)  # the lapsed `expiring`
+        [leased_past_now] = self.enqueue(store, 1)
+        [lease_ends_later] = self.claim(store, "c", at=at - LEASE + timedelta(seconds=1))
+        [fresh] = self.enqueue(store, 1)
+
+        in_domain = {m.id for m in self.all_rows(store) if m.is_due(at)}
+        counted = store.due(at)
+        claimed = {m.id for m in self.claim(store, "z", limit=100, at=at)}
+
+        assert lease_ends_now.id == expiring and lease_ends_later.id == leased_past_now
+        assert in_domain == {fresh, retry_now, expiring} == claimed
+        assert counted == len(in_domain)
 
     def test_pruning_history_drops_only_older_attempts(self, store: S) -> None:
         [message_id] = self.enqueue(store, 1)

@@ -62,7 +62,11 @@ def test_on_a_bare_machine_make_test_installs_odbc_postgresql_and_chromium(tmp_p
     done = bootstrap("test", fake_root(tmp_path, []))
 
     assert would_install(done) == [
-        "unixodbc", "tdsodbc", "postgresql", "chromium", "chromium-driver"
+        "unixodbc",
+        "tdsodbc",
+        "postgresql",
+        "chromium",
+        "chromium-driver",
     ]
 
 

@@ -33,6 +33,7 @@ class Order(Base):
 
 ORDERS = cast(Table, Order.__table__)
 
+
 class Boom(Exception):
     pass
 

@@ -223,3 +223,46 @@ def test_a_bad_process_count_names_the_variable(raw: str) -> None:
     assert error_for({"OUTBOX_PROCESSES": raw}) == (
         f"OUTBOX_PROCESSES must be auto or a number between 1 and 256, got '{raw}'"
     )
+
+
+@pytest.mark.parametrize(
+    "field, value, variable",
+    [
+        ("batch_size", 0, "OUTBOX_BATCH_SIZE"),
+        ("batch_size", 100_000, "OUTBOX_BATCH_SIZE"),
+        ("poll_interval", float("nan"), "OUTBOX_POLL_INTERVAL"),
+        ("http_timeout", float("inf"), "OUTBOX_HTTP_TIMEOUT"),
+        ("metrics_port", 70_000, "OUTBOX_METRICS_PORT"),
+        ("processes", 0, "OUTBOX_PROCESSES"),
+        ("table", "Messages; DROP TABLE x", "OUTBOX_TABLE"),
+        ("target_url", "ftp://hooks.example.com/in", "OUTBOX_TARGET_URL"),
+        ("target_urls", {"sms": "hooks.example.com"}, "OUTBOX_TARGET_URLS"),
+        ("signing_secret", "hunter2", "OUTBOX_SIGNING_SECRET"),
+        ("retry_schedule", (5.0, 0.0), "OUTBOX_RETRY_SCHEDULE"),
+        ("retry_schedule", (), "OUTBOX_RETRY_SCHEDULE"),
+        ("ordering", "per_user", "OUTBOX_ORDERING"),
+        ("http_engine", "requests", "OUTBOX_HTTP_ENGINE"),
+        ("message_type_packages", ("my-types",), "OUTBOX_MESSAGE_TYPE_PACKAGES"),
+    ],
+)
+def test_settings_built_in_code_are_held_to_the_same_bounds(
+    field: str, value: object, variable: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings(**{field: value})  # type: ignore[arg-type]
+
+    assert str(raised.value).startswith(f"{variable} must be")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_settings_built_in_code_are_held_to_the_same_consistency_rules() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings(lease_seconds=10, http_timeout=10)
+
+    assert str(raised.value).startswith("OUTBOX_LEASE_SECONDS (10) must be at least twice")
+
+
+def test_settings_built_in_code_within_the_bounds_are_accepted() -> None:
+    settings = Settings(batch_size=1000, processes=256, retry_schedule=(0.5, 30 * 86400.0))
+
+    assert (settings.batch_size, settings.processes) == (1000, 256)

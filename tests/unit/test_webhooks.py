@@ -4,12 +4,22 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from adapters.webhooks import WebhookVerificationError, secret_key, sign, verify
+from adapters.webhooks import WebhookHeaders, WebhookVerificationError, secret_key, verify
+from domain.delivery import DeliveryRequest
 
 SECRET = "whsec_" + base64.b64encode(b"first signing key, 32 bytes long").decode()
 OTHER = "whsec_" + base64.b64encode(b"second signing key for rotations").decode()
 NOW = 1_700_000_000
 BODY = b'{"id":7,"message":"hello"}'
+
+
+def sign(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header the sender puts on a request with this key and body."""
+    signer = WebhookHeaders(secrets, user_agent="test", timestamp=lambda: timestamp)
+    request = DeliveryRequest(
+        message_id=7, url="https://hooks.example.com", body=body, idempotency_key=msg_id, attempt=1
+    )
+    return signer.for_request(request)["webhook-signature"]
 
 
 def headers_for(secrets: list[str], timestamp: int = NOW) -> dict[str, str]:

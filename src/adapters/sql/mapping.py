@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,6 +82,17 @@ def lifecycle_values(message: Message) -> dict[str, Any]:
         "IdempotencyKey": message.idempotency_key,
         "SentAt": to_db(message.sent_at),
     }
+
+
+def batch_document(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The rows as the JSON array the ack and history statements open; datetimes in the
+    stored text form."""
+    return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows])
+
+
+def _plain(value: object) -> object:
+    # SQLAlchemy's SQLite DateTime stores this exact text; the others parse it as well.
+    return f"{value:%Y-%m-%d %H:%M:%S.%f}" if isinstance(value, datetime) else value
 
 
 def history_row(attempt: Attempt) -> dict[str, Any]:

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Insert, insert, text
 from sqlalchemy.engine import Connection
 
-from adapters.sql.acks import batch_document
-from adapters.sql.mapping import to_db
+from adapters.sql.mapping import batch_document, to_db
 from adapters.sql.schema import outbox_table
 from application.ports import NewMessage
 

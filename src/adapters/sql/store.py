@@ -13,10 +13,10 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from adapters.sql import acks, claims, target_rows
-from adapters.sql.acks import batch_document
+from adapters.sql import target_rows
 from adapters.sql.deferral import deferral, resumption
 from adapters.sql.mapping import (
+    batch_document,
     columns_to_message,
     history_row,
     lifecycle_values,
@@ -27,6 +27,7 @@ from adapters.sql.mapping import (
 from adapters.sql.overview import due_condition, oldest_due_age, read_overview
 from adapters.sql.producer import enqueue as insert_messages
 from adapters.sql.schema import history_table, outbox_table, targets_table
+from adapters.sql.statements import ack_statement, claim_statement, history_statement
 from application.ports import AckResult, Attempt, NewMessage, Overview
 from domain import status
 from domain.breaker import TargetHealth
@@ -47,12 +48,12 @@ class SqlOutboxStore:
         self.table = outbox_table(table)
         self.history = history_table(table)
         self.targets = targets_table(table)
+        dialect = engine.dialect.name
         self._claims = {
-            per_user: claims.claim_statement(self.table, engine.dialect, per_user)
-            for per_user in (False, True)
+            per_user: claim_statement(self.table, dialect, per_user) for per_user in (False, True)
         }
-        self._ack = acks.ack_statement(self.table, engine.dialect)
-        self._history = acks.history_statement(self.history, engine.dialect)
+        self._ack = ack_statement(self.table, dialect)
+        self._history = history_statement(self.table, dialect)
 
     def claim(
         self,

@@ -14,7 +14,6 @@ from application.ports import Clock, OutboxAdmin, OutboxBrowser
 from entrypoints.dashboard import auth, views
 
 GUARD = web.AppKey("guard", auth.Guard)
-DEPS = web.AppKey("deps", object)
 
 
 class BindRefused(ValueError):
