@@ -232,9 +232,7 @@ class OutboxBrowser(Protocol):
         ...
 
     def type_health(self, now: datetime) -> list[TypeHealth]:
-        """One record per message type that failed in the last hour, with its last error.
-
-        """
+        """One record per message type that failed in the last hour, with its last error."""
         ...
 
     def messages(

@@ -1,5 +1,6 @@
 """The domain's exceptions, and how any exception is told in one line."""
 
+
 class DomainError(Exception):
     """A rule of the message lifecycle was broken."""
 

@@ -12,7 +12,12 @@ from domain.errors import DuplicateMessageType, one_line
 from entrypoints.config import ConfigError
 
 _ONE_LINE = (
-    ConfigError, SchemaError, TargetError, MessageTypeError, DuplicateMessageType, OdbcMissing
+    ConfigError,
+    SchemaError,
+    TargetError,
+    MessageTypeError,
+    DuplicateMessageType,
+    OdbcMissing,
 )
 
 
