@@ -64,5 +64,8 @@ def test_only_a_sql_server_url_loads_pyodbc() -> None:
 
 
 def test_a_dsn_or_a_driver_library_path_is_left_to_the_driver_manager() -> None:
-    for url in ("mssql+pyodbc://u:p@my_dsn", "mssql+pyodbc://u:p@h/db?driver=/opt/lib/libtdsodbc.so"):
+    for url in (
+        "mssql+pyodbc://u:p@my_dsn",
+        "mssql+pyodbc://u:p@h/db?driver=/opt/lib/libtdsodbc.so",
+    ):
         require_odbc(make_url(url), load=lambda: pyodbc_with())
