@@ -52,31 +52,37 @@ class Pipeline:
         batch, concurrency = dispatcher.settings.batch_size, dispatcher.settings.concurrency
         self.capacity = settings.capacity or 2 * batch + concurrency
         self._health = Health()
-        self.acks = AckBuffer(
-            dispatcher,
-            flush_size=settings.flush_size,
-            flush_seconds=settings.flush_seconds,
-            failure_backoff_max=settings.failure_backoff_max,
-            offload=offload,
-            health=self._health,
-        )
+        self.acks = self._ack_buffer(offload)
         targets = dispatcher.targets
         pool = TargetPool(settings.targets, targets.by_type, targets.default)
         self.effects = BreakerEffects(dispatcher, pool, self.acks, offload=offload, wake=self.wake)
         self.gate = TargetGate(dispatcher, pool, self.acks, self.effects, capacity=self.capacity)
         self.senders = Senders(dispatcher, self.gate, self.acks, concurrency=concurrency)
-        self.claimer = Claimer(
-            dispatcher,
+        self.claimer = self._claimer(offload, rng or random.Random())
+        self.leases = LeaseKeeper(dispatcher, self.acks, offload)
+        self.observer = observer or NullObserver()
+
+    def _ack_buffer(self, offload: Offload) -> AckBuffer:
+        return AckBuffer(
+            self.dispatcher,
+            flush_size=self.settings.flush_size,
+            flush_seconds=self.settings.flush_seconds,
+            failure_backoff_max=self.settings.failure_backoff_max,
+            offload=offload,
+            health=self._health,
+        )
+
+    def _claimer(self, offload: Offload, rng: random.Random) -> Claimer:
+        return Claimer(
+            self.dispatcher,
             self.acks,
             self.senders,
             capacity=self.capacity,
-            timing=settings,
+            timing=self.settings,
             offload=offload,
             health=self._health,
-            rng=rng or random.Random(),
+            rng=rng,
         )
-        self.leases = LeaseKeeper(dispatcher, self.acks, offload)
-        self.observer = observer or NullObserver()
 
     @property
     def observer(self) -> DispatchObserver:
