@@ -168,8 +168,9 @@ def object_view() -> dict[str, Any]:
     for o in objects:
         if isinstance(o, Pipeline):
             view["pipeline"] = {
-                name: len(getattr(o, name)) for name in ("_outstanding", "_lease_until", "_staged")
-            } | {"queue": o._queue.qsize()}
+                name: len(getattr(o.acks, name))
+                for name in ("_outstanding", "_lease_until", "_staged")
+            } | {"queue": o.senders.waiting()}
         elif isinstance(o, Engine):
             cache = o._compiled_cache
             view.setdefault("engines", []).append(

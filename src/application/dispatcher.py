@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import enum
 import random
@@ -12,6 +11,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from application.ports import Attempt, Clock, MessageSender, OutboxStore
+from domain.breaker import TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult, Verdict, classify
 from domain.errors import InvalidMessage, one_line
 from domain.message_type import MessageTypes
@@ -163,12 +163,6 @@ class Dispatcher:
         outcome = Outcome.RETRIED if failed.state is State.PENDING else Outcome.DEAD
         return Settled(message=failed, outcome=outcome, attempt=attempt)
 
-    async def deliver(self, message: Message) -> Settled:
-        prepared = self.prepare(message)
-        if isinstance(prepared, Settled):
-            return prepared
-        return await self.transmit(message, prepared)
-
     async def transmit(self, message: Message, prepared: DeliveryRequest) -> Settled:
         """Send a prepared request and settle the message on its result."""
         started_at = self.clock.now()
@@ -188,23 +182,39 @@ class Dispatcher:
         refused = set(result.refused_ids)
         return [item for item in settled if item.message.id in refused]
 
-    async def dispatch_once(self) -> Summary:
-        """Claim one batch, send what is valid concurrently, ack every outcome in one call."""
-        claim = await asyncio.to_thread(self.claim, self.settings.batch_size)
-        summary = Summary(claimed=len(claim.messages))
-        if not claim.messages:
-            return summary
-        settled = await self._deliver_all(claim.messages)
-        refused = await asyncio.to_thread(self.ack, claim.token, settled)
-        summary.refused = len(refused)
-        summary.count(item for item in settled if item not in refused)
-        return summary
+    def defer(self, token: str, settled: Sequence[Settled]) -> list[Settled]:
+        """Write rows held back (`Outcome.DEFERRED`); returns those refused for a lost lease.
+        One statement per (time, line): rows held back together share both."""
+        groups: dict[tuple[datetime | None, str | None], list[Settled]] = {}
+        for item in settled:
+            groups.setdefault((item.message.next_attempt_at, item.message.status), []).append(item)
+        refused: list[Settled] = []
+        for (until, line), group in groups.items():
+            assert until is not None
+            result = self.store.defer(token, [i.message.id for i in group], until, line)
+            lost = set(result.refused_ids)
+            refused += [item for item in group if item.message.id in lost]
+        return refused
 
-    async def _deliver_all(self, messages: Sequence[Message]) -> list[Settled]:
-        gate = asyncio.Semaphore(self.settings.concurrency)
+    def renew(self, tokens: Iterable[str]) -> tuple[datetime, list[str]]:
+        """Extend the lease of each claim; returns the new end and the tokens still holding
+        rows (a claim whose rows were all taken over or settled renews nothing)."""
+        until = self.lease_until(self.clock.now())
+        return until, [token for token in tokens if self.store.renew(token, until)]
 
-        async def bounded(message: Message) -> Settled:
-            async with gate:
-                return await self.deliver(message)
+    def resume(
+        self,
+        now: datetime,
+        *,
+        types: Sequence[str] | None,
+        excluding: Sequence[str] = (),
+        held_back_only: bool = False,
+    ) -> int:
+        """Make a recovered target's waiting rows due now; returns how many (see the port)."""
+        return self.store.resume(
+            now, types=types, excluding=excluding, held_back_only=held_back_only
+        )
 
-        return list(await asyncio.gather(*(bounded(m) for m in messages)))
+    def report_target(self, health: TargetHealth) -> None:
+        """Record a target's breaker state as this worker saw it, for every process to see."""
+        self.store.report_target(attrs.evolve(health, reported_by=self.settings.owner))

@@ -1,14 +1,23 @@
 import asyncio
 import random
 from collections.abc import Mapping
+from datetime import timedelta
 
 import attrs
 import pytest
 
 from adapters.clock import ManualClock
 from adapters.in_memory import InMemoryOutboxStore, RecordingMessageSender, Responder
-from application.dispatcher import Dispatcher, DispatchSettings, Summary, TargetUrls
+from application.dispatcher import (
+    Dispatcher,
+    DispatchSettings,
+    Outcome,
+    Settled,
+    Summary,
+    TargetUrls,
+)
 from application.ports import NewMessage
+from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.message_type import MessageTypes
 from domain.message_types.default import DefaultMessageType
@@ -71,7 +80,7 @@ class World:
         )
 
     def dispatch_once(self) -> Summary:
-        return asyncio.run(self.dispatcher().dispatch_once())
+        return asyncio.run(one_batch(self.dispatcher()))
 
     def row(self, message_id: int) -> Message:
         message = self.store.get(message_id)
@@ -80,6 +89,23 @@ class World:
 
     def sent_ids(self) -> list[int]:
         return [r.message_id for r in self.sender.requests]
+
+
+async def one_batch(dispatcher: Dispatcher) -> Summary:
+    """One claim through the steps the pipeline composes: claim, prepare, transmit, ack."""
+    claim = dispatcher.claim(dispatcher.settings.batch_size)
+    settled = [await send(dispatcher, message) for message in claim.messages]
+    refused = dispatcher.ack(claim.token, settled) if settled else []
+    summary = Summary(claimed=len(claim.messages), refused=len(refused))
+    summary.count(item for item in settled if item not in refused)
+    return summary
+
+
+async def send(dispatcher: Dispatcher, message: Message) -> Settled:
+    prepared = dispatcher.prepare(message)
+    if isinstance(prepared, Settled):
+        return prepared
+    return await dispatcher.transmit(message, prepared)
 
 
 @pytest.fixture
@@ -112,7 +138,7 @@ def test_the_request_carries_the_target_key_and_body(world: World) -> None:
     )
 
 
-def test_dispatch_once_claims_at_most_one_batch() -> None:
+def test_a_claim_takes_at_most_one_batch() -> None:
     world = World(batch_size=3)
     world.enqueue(*["m"] * 5)
 
@@ -153,7 +179,7 @@ def test_a_400_is_dead_at_once(world: World) -> None:
     assert world.row(message_id).state is State.DEAD
 
 
-def test_dispatch_once_returns_the_counts_of_the_batch(world: World) -> None:
+def test_the_summary_counts_each_outcome_of_the_batch(world: World) -> None:
     world.sender = RecordingMessageSender(answers({2: 503, 3: 400}))
     world.enqueue("ok", "retry me", "bad request", "")
 
@@ -297,3 +323,66 @@ def test_per_user_ordering_holds_back_a_user_behind_a_retry() -> None:
     summary = world.dispatch_once()
 
     assert (summary.claimed, world.sent_ids()) == (0, [1])
+
+
+def test_renewing_extends_the_lease_of_claims_that_still_hold_rows(world: World) -> None:
+    world.enqueue("hello")
+    dispatcher = world.dispatcher()
+    claim = dispatcher.claim(10)
+    world.clock.advance(20)
+
+    until, renewed = dispatcher.renew([claim.token, "gone"])
+
+    assert (until, renewed) == (world.clock.now() + timedelta(seconds=LEASE_SECONDS), [claim.token])
+    assert world.row(1).lease_until == until
+
+
+def test_rows_held_back_together_are_deferred_without_spending_an_attempt(world: World) -> None:
+    world.enqueue("a", "b")
+    dispatcher = world.dispatcher()
+    claim = dispatcher.claim(10)
+    later = world.clock.now() + timedelta(minutes=5)
+    held = [
+        Settled(message=m.defer(later, "waiting: down"), outcome=Outcome.DEFERRED)
+        for m in claim.messages
+    ]
+
+    refused = dispatcher.defer(claim.token, held)
+
+    rows = [world.row(1), world.row(2)]
+    assert refused == []
+    waiting = [(r.state, r.attempts, r.next_attempt_at) for r in rows]
+    assert waiting == [(State.PENDING, 0, later)] * 2
+
+
+def test_resuming_makes_waiting_rows_due_now(world: World) -> None:
+    world.enqueue("a")
+    dispatcher = world.dispatcher()
+    claim = dispatcher.claim(10)
+    [message] = claim.messages
+    held = Settled(
+        message=message.defer(world.clock.now() + timedelta(hours=1), "waiting: x"),
+        outcome=Outcome.DEFERRED,
+    )
+    dispatcher.defer(claim.token, [held])
+
+    count = dispatcher.resume(world.clock.now(), types=None, held_back_only=True)
+
+    assert (count, world.row(1).next_attempt_at) == (1, world.clock.now())
+
+
+def test_a_target_report_names_the_worker_that_saw_it(world: World) -> None:
+    health = TargetHealth(
+        target="https://a:443",
+        state=BreakerState.OPEN,
+        since=world.clock.now(),
+        last_error="503",
+        in_flight=0,
+        limit=1,
+        updated_at=world.clock.now(),
+    )
+
+    world.dispatcher().report_target(health)
+
+    [seen] = world.store.target_health()
+    assert (seen.target, seen.reported_by) == ("https://a:443", "worker-1")

@@ -55,7 +55,7 @@ def test_claims_whose_outcomes_were_all_refused_leave_no_per_claim_state() -> No
     store = InMemoryOutboxStore()
     store.enqueue([NewMessage(user_id=1, body=f"m{i}") for i in range(20)])
     clock, sender = ManualClock(), GatedSender()
-    pipeline = pipeline_over(store, sender, batch=10, clock=clock)  # type: ignore[arg-type]
+    pipeline = pipeline_over(store, sender, batch=10, clock=clock)
 
     async def scenario() -> None:
         stop = asyncio.Event()
@@ -81,7 +81,7 @@ def test_settled_claims_leave_no_per_claim_state_whatever_their_outcomes() -> No
     store = InMemoryOutboxStore(history_limit=10)
     store.enqueue([NewMessage(user_id=1, body=f"m{i}") for i in range(300)])
     store.enqueue([NewMessage(user_id=1, body="") for _ in range(50)])  # invalid: never sent
-    pipeline = pipeline_over(store, GatedSender(status=503), batch=40)  # type: ignore[arg-type]
+    pipeline = pipeline_over(store, GatedSender(status=503), batch=40)
 
     async def scenario() -> None:
         pipeline.dispatcher.sender.gate.set()  # type: ignore[attr-defined]

@@ -6,17 +6,19 @@ import asyncio
 import gc
 import random
 import weakref
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from adapters.clock import SystemClock
+from adapters.clock import ManualClock
 from adapters.in_memory import InMemoryOutboxStore
 from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
 from application.message_type_registry import discover
-from application.pipeline import Pipeline, PipelineSettings
-from application.ports import NewMessage
+from application.offload import inline
+from application.pipeline import Pipeline
+from application.ports import MessageSender, NewMessage
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import State
 from domain.retry import RetryPolicy
+from tests.unit.loop import settings, settle, until
 
 
 class WeakSender:
@@ -36,33 +38,24 @@ class WeakSender:
         pass
 
 
-class SteppedClock:
-    """The system clock, plus however far a test has moved it on."""
-
-    def __init__(self) -> None:
-        self.ahead = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.ahead
-
-
 def pipeline_over(
     store: InMemoryOutboxStore,
-    sender: WeakSender,
+    sender: MessageSender,
     batch: int = 50,
-    clock: SystemClock | SteppedClock | None = None,
+    clock: ManualClock | None = None,
 ) -> Pipeline:
+    """A pipeline whose database calls run inline and whose waits are yields to the loop."""
     dispatcher = Dispatcher(
         store=store,
         sender=sender,
-        clock=clock or SystemClock(),
+        clock=clock or ManualClock(),
         types=discover(),
         targets=TargetUrls(default="https://example.test/hooks"),
         policy=RetryPolicy(),
         rng=random.Random(7),
         settings=DispatchSettings(owner="t", batch_size=batch, concurrency=8),
     )
-    return Pipeline(dispatcher, PipelineSettings(poll_interval=0.01, flush_size=100))
+    return Pipeline(dispatcher, settings(flush_size=100), rng=random.Random(7), offload=inline)
 
 
 def test_a_long_run_keeps_no_per_message_objects_alive() -> None:
@@ -91,7 +84,8 @@ def test_the_pipeline_never_holds_more_than_its_capacity() -> None:
         nonlocal high_water
         stop = asyncio.Event()
         task = asyncio.create_task(pipeline.run(stop))
-        await asyncio.sleep(0.3)
+        await until(lambda: pipeline.held() >= 100)  # two batches: less room than a batch left
+        await settle()  # the claimer had every chance to claim more
         high_water = sum(m.state is State.IN_FLIGHT for m in store.all())
         stop.set()
         gate.set()
@@ -106,14 +100,15 @@ def test_stopping_releases_queued_rows_so_they_are_claimable_at_once() -> None:
     store = InMemoryOutboxStore()
     store.enqueue([NewMessage(user_id=1, body=f"m{i}") for i in range(500)])
     gate = asyncio.Event()
-    pipeline = pipeline_over(store, WeakSender(gate), batch=50)
+    sender = WeakSender(gate)
+    pipeline = pipeline_over(store, sender, batch=50)
 
     async def scenario() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(pipeline.run(stop))
-        await asyncio.sleep(0.2)
+        await until(lambda: pipeline.held() >= 100 and len(sender.seen) == 8)
         stop.set()
-        await asyncio.sleep(0.05)  # the claimer sees the stop while sends are still out
+        await until(lambda: pipeline.gate.closing)  # the claimer saw the stop, sends still out
         gate.set()
         await task
 
@@ -130,20 +125,21 @@ def test_stopping_releases_queued_rows_so_they_are_claimable_at_once() -> None:
 def test_a_worker_whose_lease_lapsed_sends_none_of_its_queued_rows() -> None:
     store = InMemoryOutboxStore()
     store.enqueue([NewMessage(user_id=1, body=f"m{i}") for i in range(50)])
-    gate, clock = asyncio.Event(), SteppedClock()
+    gate, clock = asyncio.Event(), ManualClock()
     sender = WeakSender(gate)
     pipeline = pipeline_over(store, sender, batch=50, clock=clock)
 
     async def scenario() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(pipeline.run(stop))
-        await asyncio.sleep(0.2)  # all 50 claimed, 8 sends held at the gate
-        clock.ahead = timedelta(minutes=5)  # the worker was frozen past its lease ...
+        await until(lambda: len(sender.seen) == 8)  # all 50 claimed, 8 sends held at the gate
+        clock.advance(300)  # the worker was frozen past its lease ...
         now = clock.now()  # ... and another worker took the rows over
-        until = now + timedelta(minutes=1)
-        store.claim(owner="other", token="other", limit=50, now=now, lease_until=until)
+        lease_end = now + timedelta(minutes=1)
+        store.claim(owner="other", token="other", limit=50, now=now, lease_until=lease_end)
         gate.set()
-        await asyncio.sleep(0.2)
+        await until(lambda: pipeline.summary.refused == 50)
+        await settle()  # time to send any row it should not
         stop.set()
         await task
 

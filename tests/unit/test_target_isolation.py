@@ -5,29 +5,23 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
+from adapters.clock import ManualClock
 from adapters.in_memory import InMemoryOutboxStore
 from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
 from application.message_type_registry import discover
-from application.pipeline import Pipeline, PipelineSettings
+from application.offload import inline
+from application.pipeline import Pipeline
 from application.ports import NewMessage
 from application.target_pool import TargetSettings, target_key
 from domain.breaker import BreakerSettings, BreakerState
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import State
 from domain.retry import RetrySchedule
+from tests.unit.loop import settings, until
 
 FAST = "https://fast.example.test/hooks"
 SLOW = "https://slow.example.test:8443/hooks"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ahead = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.ahead
 
 
 class Receivers:
@@ -52,7 +46,7 @@ class Receivers:
         return [r for r in self.requests if r.url == url]
 
 
-def build(store: InMemoryOutboxStore, sender: Receivers, clock: Clock) -> Pipeline:
+def build(store: InMemoryOutboxStore, sender: Receivers, clock: ManualClock) -> Pipeline:
     dispatcher = Dispatcher(
         store=store,
         sender=sender,
@@ -64,10 +58,8 @@ def build(store: InMemoryOutboxStore, sender: Receivers, clock: Clock) -> Pipeli
         settings=DispatchSettings(owner="t", batch_size=50, concurrency=8),
     )
     breaker = BreakerSettings(failures=3, cooldown_seconds=30, cooldown_max_seconds=60)
-    settings = PipelineSettings(
-        poll_interval=0.01, targets=TargetSettings(concurrency=8, breaker=breaker)
-    )
-    return Pipeline(dispatcher, settings)
+    timing = settings(targets=TargetSettings(concurrency=8, breaker=breaker))
+    return Pipeline(dispatcher, timing, rng=random.Random(3), offload=inline)
 
 
 def enqueue(store: InMemoryOutboxStore, count: int, kind: str = "default") -> None:
@@ -76,7 +68,7 @@ def enqueue(store: InMemoryOutboxStore, count: int, kind: str = "default") -> No
 
 
 def test_rows_behind_an_open_breaker_wait_without_spending_attempts() -> None:
-    store, clock = InMemoryOutboxStore(), Clock()
+    store, clock = InMemoryOutboxStore(), ManualClock()
     enqueue(store, 60)
     sender = Receivers(lambda r: 503)
     pipeline = build(store, sender, clock)
@@ -95,7 +87,7 @@ def test_rows_behind_an_open_breaker_wait_without_spending_attempts() -> None:
 
 
 def test_a_recovered_target_gets_its_waiting_rows_at_once() -> None:
-    store, clock = InMemoryOutboxStore(), Clock()
+    store, clock = InMemoryOutboxStore(), ManualClock()
     enqueue(store, 60)
     down = True
     sender = Receivers(lambda r: 503 if down else 200)
@@ -107,13 +99,10 @@ def test_a_recovered_target_gets_its_waiting_rows_at_once() -> None:
         await pipeline.run(asyncio.Event(), until_idle=True)
         failed_requests = len(sender.requests)
         down = False
-        clock.ahead = timedelta(seconds=31)  # past the cool-down: the probe goes, then the rest
+        clock.advance(31)  # past the cool-down: the probe goes, then the rest
         stop = asyncio.Event()
         task = asyncio.create_task(pipeline.run(stop))
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if all(m.state is State.SENT for m in store.all()):
-                break
+        await until(lambda: all(m.state is State.SENT for m in store.all()))
         stop.set()
         await task
 
@@ -125,7 +114,7 @@ def test_a_recovered_target_gets_its_waiting_rows_at_once() -> None:
 
 
 def test_a_target_that_holds_its_requests_cannot_take_every_sender() -> None:
-    store, clock = InMemoryOutboxStore(), Clock()
+    store, clock = InMemoryOutboxStore(), ManualClock()
     enqueue(store, 40, kind="json")
     enqueue(store, 200)
     sender = Receivers()
@@ -137,10 +126,7 @@ def test_a_target_that_holds_its_requests_cannot_take_every_sender() -> None:
         nonlocal slow_while_held
         stop = asyncio.Event()
         task = asyncio.create_task(pipeline.run(stop))
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if len(sender.to(FAST)) == 200:
-                break
+        await until(lambda: len(sender.to(FAST)) == 200)
         slow_while_held = len(sender.to(SLOW))
         stop.set()
         sender.hold.set()
@@ -153,7 +139,7 @@ def test_a_target_that_holds_its_requests_cannot_take_every_sender() -> None:
 
 
 def test_a_410_marks_the_row_dead_saying_the_receiver_asked_to_stop() -> None:
-    store, clock = InMemoryOutboxStore(), Clock()
+    store, clock = InMemoryOutboxStore(), ManualClock()
     enqueue(store, 1)
     pipeline = build(store, Receivers(lambda r: 410), clock)
 

@@ -1,0 +1,131 @@
+"""What follows from a target's breaker: its health reported, its rows held back while it is
+open (deferred without spending an attempt), and resumed at once when it closes again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from application.ack_buffer import AckBuffer
+from application.dispatcher import Dispatcher, Outcome, Settled
+from application.observer import DispatchObserver, NullObserver
+from application.offload import Offload, describe
+from application.target_pool import Target, TargetPool
+from domain import status
+from domain.breaker import BreakerState, TargetHealth
+from domain.model import Message
+
+log = logging.getLogger(__name__)
+
+
+class BreakerEffects:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        pool: TargetPool,
+        acks: AckBuffer,
+        *,
+        offload: Offload,
+        wake: Callable[[], None],
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.observer: DispatchObserver = NullObserver()
+        self._pool = pool
+        self._acks = acks
+        self._offload = offload
+        self._wake = wake
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def join(self) -> None:
+        """Wait for the reports and resumes still being written."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def transition(
+        self, target: Target, before: BreakerState, now: datetime, *, paused: bool
+    ) -> None:
+        """Report the target's health when its breaker changed (or was never reported)."""
+        after = target.breaker.state
+        if after is not before or not target.reported:
+            target.reported = True
+            self._report(target.health(self._pool.cap(now), now))
+        if after is not before:
+            self._breaker_changed(target, before, now, paused=paused)
+
+    def _breaker_changed(
+        self, target: Target, before: BreakerState, now: datetime, *, paused: bool
+    ) -> None:
+        breaker = target.breaker
+        if breaker.state is BreakerState.CLOSED:
+            log.info("target %s is healthy again: circuit closed", target.key)
+            # after an outage its rows in retry backoff go too; after a Retry-After pause only
+            # those held back, so no row goes before the Retry-After it was given
+            self._resume(target.key, held_back_only=paused)
+        elif breaker.state is BreakerState.OPEN:
+            if before is BreakerState.CLOSED:
+                log.warning(
+                    "target %s is unavailable (%s): circuit open, its rows wait until %s",
+                    target.key,
+                    breaker.last_error,
+                    breaker.resumes_at(now).isoformat(timespec="seconds"),
+                )
+            self.hold_backlog(target, now)
+
+    def hold_backlog(self, target: Target, now: datetime) -> None:
+        while target.backlog:
+            token, message, _ = target.backlog.popleft()
+            self._acks.stage(token, self.held_back(message, target, now))
+
+    def held_back(self, message: Message, target: Target, now: datetime) -> Settled:
+        until = target.hold_until(now)
+        reason = f"unavailable (circuit open: {target.breaker.last_error})"
+        return self.deferred(message, target, reason, until)
+
+    def deferred(self, message: Message, target: Target, reason: str, until: datetime) -> Settled:
+        made = max(message.attempts - 1, 0)
+        line = status.waiting(
+            target.key,
+            f"{reason}, {made} of {self.dispatcher.policy.max_attempts} attempts made",
+            until,
+        )
+        return Settled(message=message.defer(until, line), outcome=Outcome.DEFERRED)
+
+    def _report(self, health: TargetHealth) -> None:
+        """Metrics now; the table for `outbox status` in the background (best effort)."""
+        self.observer.target_changed(health)
+
+        async def write() -> None:
+            try:
+                await self._offload(self.dispatcher.report_target, health)
+            except Exception as error:
+                log.warning(
+                    "recording the health of %s failed (%s)", health.target, describe(error)
+                )
+
+        self._background(write())
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _resume(self, key: str, *, held_back_only: bool) -> None:
+        types, excluding = self._pool.message_types(key)
+        now = self.dispatcher.clock.now()
+
+        async def resume() -> None:
+            try:
+                count = await self._offload(
+                    lambda: self.dispatcher.resume(
+                        now, types=types, excluding=excluding, held_back_only=held_back_only
+                    )
+                )
+            except Exception as error:
+                log.warning("resuming rows for %s failed (%s)", key, describe(error))
+                return
+            log.info("target %s: %d waiting row(s) due again", key, count)
+            self._wake()
+
+        self._background(resume())

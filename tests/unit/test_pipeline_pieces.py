@@ -1,0 +1,260 @@
+"""Each piece of the pipeline on its own, over the in-memory store and a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+from typing import Any
+
+from adapters.clock import ManualClock
+from adapters.in_memory import InMemoryOutboxStore, RecordingMessageSender
+from application.ack_buffer import AckBuffer, Health
+from application.claimer import Claimer
+from application.dispatcher import Claim, Dispatcher, DispatchSettings, Outcome, TargetUrls
+from application.leases import LeaseKeeper
+from application.message_type_registry import discover
+from application.offload import inline
+from application.ports import NewMessage
+from application.senders import Senders
+from domain.model import Message, State
+from domain.retry import RetryPolicy
+from tests.unit.loop import settings, settle, until
+
+LEASE = 30.0
+
+
+def dispatcher_over(store: InMemoryOutboxStore, clock: ManualClock) -> Dispatcher:
+    return Dispatcher(
+        store=store,
+        sender=RecordingMessageSender(),
+        clock=clock,
+        types=discover(),
+        targets=TargetUrls(default="https://example.test/hooks"),
+        policy=RetryPolicy(),
+        rng=random.Random(1),
+        settings=DispatchSettings(owner="t", batch_size=10, lease_seconds=LEASE, concurrency=2),
+    )
+
+
+def acks_for(dispatcher: Dispatcher, flush_size: int = 100) -> AckBuffer:
+    return AckBuffer(
+        dispatcher,
+        flush_size=flush_size,
+        flush_seconds=0.0,
+        failure_backoff_max=0.0,
+        offload=inline,
+        health=Health(),
+    )
+
+
+def claimed(count: int) -> tuple[InMemoryOutboxStore, ManualClock, Dispatcher, Claim]:
+    store, clock = InMemoryOutboxStore(), ManualClock()
+    store.enqueue([NewMessage(user_id=1, body=f"m{i}") for i in range(count)])
+    dispatcher = dispatcher_over(store, clock)
+    return store, clock, dispatcher, dispatcher.claim(10)
+
+
+def test_the_ack_buffer_forgets_a_claim_once_every_row_is_written() -> None:
+    store, clock, dispatcher, claim = claimed(3)
+    acks = acks_for(dispatcher)
+    acks.track(claim, clock.now())
+    first, second, third = claim.messages
+    later = clock.now() + timedelta(minutes=1)
+
+    acks.stage(claim.token, dispatcher.release(first))
+    acks.stage(claim.token, dispatcher.release(second))
+    asyncio.run(acks.flush())
+    held_between = (acks.held(), acks.tracked_claims())
+    acks.stage(claim.token, _deferred(third, later))
+    asyncio.run(acks.flush())
+
+    assert held_between == (1, {claim.token})
+    assert (acks.held(), acks.tracked_claims()) == (0, set())
+    assert (acks.summary.released, acks.summary.deferred) == (2, 1)
+    assert store.get(third.id).next_attempt_at == later  # type: ignore[union-attr]
+
+
+def test_the_ack_buffer_counts_outcomes_refused_for_a_lost_lease() -> None:
+    store, clock, dispatcher, claim = claimed(2)
+    acks = acks_for(dispatcher)
+    acks.track(claim, clock.now())
+    clock.advance(LEASE + 1)
+    now = clock.now()
+    store.claim(owner="other", token="other", limit=10, now=now, lease_until=now.replace(year=2027))
+
+    for message in claim.messages:
+        acks.stage(claim.token, dispatcher.release(message))
+    asyncio.run(acks.flush())
+
+    assert (acks.summary.refused, acks.summary.released, acks.tracked_claims()) == (2, 0, set())
+
+
+def test_the_ack_buffer_flushes_at_once_when_it_holds_a_full_batch() -> None:
+    _, clock, dispatcher, claim = claimed(2)
+    acks = acks_for(dispatcher, flush_size=2)
+    acks.track(claim, clock.now())
+    closing = asyncio.Event()
+
+    async def scenario() -> None:
+        flusher = asyncio.create_task(acks.run(closing))
+        for message in claim.messages:
+            acks.stage(claim.token, dispatcher.release(message))
+        await until(lambda: acks.held() == 0)
+        closing.set()
+        await flusher
+
+    asyncio.run(scenario())
+
+    assert acks.summary.released == 2 and acks.room.is_set()
+
+
+def test_a_renewed_lease_keeps_the_claim_from_lapsing() -> None:
+    _, clock, dispatcher, claim = claimed(1)
+    acks = acks_for(dispatcher)
+    acks.track(claim, clock.now())
+    keeper = LeaseKeeper(dispatcher, acks, inline)
+    clock.advance(LEASE - 1)
+
+    asyncio.run(keeper.renew())
+    clock.advance(2)
+
+    assert not acks.lapsed(claim.token)
+
+
+def test_a_claim_taken_over_is_not_renewed_and_lapses() -> None:
+    store, clock, dispatcher, claim = claimed(1)
+    acks = acks_for(dispatcher)
+    acks.track(claim, clock.now())
+    keeper = LeaseKeeper(dispatcher, acks, inline)
+    clock.advance(LEASE + 1)
+    now = clock.now()
+    store.claim(owner="other", token="other", limit=10, now=now, lease_until=now.replace(year=2027))
+
+    asyncio.run(keeper.renew())
+
+    assert acks.lapsed(claim.token)
+
+
+class GatedRoutes:
+    """Stands in for the target gate: counts the routes under way, each held until released."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most = 0
+        self.gate = asyncio.Event()
+
+    async def route(self, token: str, message: Message) -> None:
+        self.open += 1
+        self.most = max(self.most, self.open)
+        await self.gate.wait()
+        self.open -= 1
+
+
+def test_the_senders_route_at_most_their_concurrency_at_once() -> None:
+    _, _, dispatcher, claim = claimed(10)
+    acks = acks_for(dispatcher)
+    routes = GatedRoutes()
+    senders = Senders(dispatcher, routes, acks, concurrency=3)  # type: ignore[arg-type]
+
+    async def scenario() -> int:
+        senders.submit(claim.token, claim.messages)
+        await until(lambda: routes.open == 3)
+        waiting = senders.waiting()
+        routes.gate.set()
+        await senders.join()
+        return waiting
+
+    waiting = asyncio.run(scenario())
+
+    assert (waiting, routes.most, senders.waiting()) == (7, 3, 0)
+
+
+def test_stopping_the_senders_releases_the_rows_not_yet_routed() -> None:
+    store, clock, dispatcher, claim = claimed(5)
+    acks = acks_for(dispatcher)
+    acks.track(claim, clock.now())
+    routes = GatedRoutes()
+    senders = Senders(dispatcher, routes, acks, concurrency=2)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        senders.submit(claim.token, claim.messages)
+        await until(lambda: routes.open == 2)
+        senders.release_waiting()
+        await acks.flush()
+
+    asyncio.run(scenario())
+
+    assert acks.summary.released == 3 and acks.held() == 2
+    assert sum(m.state is State.PENDING for m in store.all()) == 3
+
+
+class FailingOnce(InMemoryOutboxStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def claim(self, **kwargs: Any) -> list[Message]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("database away")
+        return super().claim(**kwargs)
+
+
+def test_the_claimer_reports_a_failed_claim_and_recovers() -> None:
+    store, clock = FailingOnce(), ManualClock()
+    store.enqueue([NewMessage(user_id=1, body="m")])
+    dispatcher = dispatcher_over(store, clock)
+    acks, health = acks_for(dispatcher), Health()
+    senders = Senders(dispatcher, GatedRoutes(), acks, concurrency=2)  # type: ignore[arg-type]
+    timing = settings(failure_backoff_max=0.0)
+    claimer = Claimer(
+        dispatcher, acks, senders, capacity=10, timing=timing, offload=inline,
+        health=health, rng=random.Random(1),
+    )  # fmt: skip
+    stop = asyncio.Event()
+    seen: list[bool] = []
+
+    async def scenario() -> None:
+        task = asyncio.create_task(claimer.run(stop, until_idle=False))
+        await until(lambda: store.failed)
+        seen.append(health.ok)
+        await until(lambda: acks.held() == 1)
+        seen.append(health.ok)
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+
+    assert seen == [False, True] and acks.summary.claimed == 1
+
+
+def test_the_claimer_waits_for_room_rather_than_claim_a_short_batch() -> None:
+    store, clock = InMemoryOutboxStore(), ManualClock()
+    store.enqueue([NewMessage(user_id=1, body=f"m{i}") for i in range(30)])
+    dispatcher = dispatcher_over(store, clock)
+    acks = acks_for(dispatcher)
+    senders = Senders(dispatcher, GatedRoutes(), acks, concurrency=2)  # type: ignore[arg-type]
+    claimer = Claimer(
+        dispatcher, acks, senders, capacity=15, timing=settings(), offload=inline,
+        health=Health(), rng=random.Random(1),
+    )  # fmt: skip
+    stop = asyncio.Event()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(claimer.run(stop, until_idle=False))
+        await until(lambda: acks.held() >= 10)
+        await settle()  # nothing is acked: no room is made
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+
+    # a batch of 10; the 5 left of the capacity are less than half a batch's worth of room
+    assert (acks.held(), sum(m.state is State.PENDING for m in store.all())) == (10, 20)
+
+
+def _deferred(message: Message, until: Any) -> Any:
+    from application.dispatcher import Settled
+
+    return Settled(message=message.defer(until, "waiting: test"), outcome=Outcome.DEFERRED)
