@@ -1,33 +1,42 @@
 """What the dashboard's overview costs on a big table: 1,000,000 sent rows, 100,000 pending,
-an hour of attempt history (60,000 attempts), on SQLite and PostgreSQL.
+an attempt history of one attempt per sent row, 60,000 of them in the last hour, the rest over
+the three weeks before, on SQLite and PostgreSQL.
 
     .venv/bin/python -m bench.dashboard          # this scenario alone (make bench-dashboard)
 
 Also a scenario of `make bench` (`--only dashboard`). The figure is the wall time of one
 GET / (queries + template) served by the real app on 127.0.0.1, median of the runs, with
-the read-side queries (`SqlOutboxBrowser.figures` + `target_health`) timed on their own, and
-`outbox status`'s overview query on the same table as a yardstick measured in the same run.
+the read-side queries (`SqlOutboxBrowser.figures` + `type_health`) timed together and each on
+its own, and `outbox status`'s overview query on the same table as a yardstick measured in the
+same run. Every render is cold: each asks with its own `now`, so nothing is reused between
+them. PostgreSQL's tables are VACUUMed after the bulk load, as autovacuum would soon do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import httpx
 from aiohttp import web
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from adapters.clock import SystemClock
+from adapters.sql import last_hour
 from adapters.sql.browse import SqlOutboxBrowser
+from adapters.sql.mapping import to_db
+from adapters.sql.overview import oldest_due_age
 from adapters.sql.store import SqlOutboxStore
+from application import figures
 from bench.context import Bench
 from bench.databases import TABLE, BenchDatabase, postgres_database, sqlite_url
 from bench.report import Report, Row, text_table
@@ -46,7 +55,7 @@ def measure(report: Report, db: BenchDatabase, sent: int, pending: int, attempts
     db.reset()
     db.seed_sent(sent)
     db.seed_pending(pending)
-    seed_history(db, attempts)
+    seed_history(db, attempts, older=max(sent - attempts, 0))
     store = SqlOutboxStore(db.engine, TABLE)
     browser = SqlOutboxBrowser(store)
     clock = SystemClock()
@@ -56,9 +65,13 @@ def measure(report: Report, db: BenchDatabase, sent: int, pending: int, attempts
     ))  # fmt: skip
     status = [_timed(lambda: store.overview(clock.now())) for _ in range(RUNS)]
     sizes = f"{sent:,} sent, {pending:,} pending, {attempts:,} attempts in the hour"
-    report.add(Row("9 dashboard", db.name, "overview GET / ms", pages, sizes))
+    page = report.add(Row("9 dashboard", db.name, "overview GET / ms", pages, sizes))
     report.add(Row("9 dashboard", db.name, "overview queries ms", queries, sizes))
+    for name, times in each_query(browser, clock.now()).items():
+        report.add(Row("9 dashboard", db.name, f"  {name} ms", times, "one query, own connection"))
     report.add(Row("9 dashboard", db.name, "`outbox status` query ms", status, "same table"))
+    name = f"dashboard overview GET / < 200 ms, {sent:,} sent ({db.name})"
+    report.target(name, f"{page.median:.0f} ms", page.median < 200)
 
 
 def overview_queries(browser: SqlOutboxBrowser, now: datetime) -> None:
@@ -67,15 +80,39 @@ def overview_queries(browser: SqlOutboxBrowser, now: datetime) -> None:
     browser.type_health(now)
 
 
-def seed_history(db: BenchDatabase, count: int) -> None:
-    """`count` attempts spread over the last hour, 1 % of them 503s, for the sent rows."""
+def each_query(browser: SqlOutboxBrowser, now: datetime) -> dict[str, list[float]]:
+    """The overview's queries one by one, each on a fresh connection from the pool."""
+    start = figures.window_start(now)
+    table, history, engine = browser.table, browser.history, browser.store.engine
+    queries: dict[str, Callable[[Connection], object]] = {
+        "counts": browser._counts,
+        "oldest due": lambda c: oldest_due_age(c, table, now),
+        "sent per minute": lambda c: last_hour.sent_per_minute(c, history, start),
+        "failures per minute": lambda c: c.execute(
+            last_hour.failed_attempts(table, history, to_db(start), engine.dialect.name)
+        ).all(),
+        "latency": lambda c: last_hour.durations(c, history, start),
+    }
+
+    def once(query: Callable[[Connection], object]) -> None:
+        with engine.connect() as conn:
+            query(conn)
+
+    return {name: [_timed(partial(once, q)) for _ in range(RUNS)] for name, q in queries.items()}
+
+
+def seed_history(db: BenchDatabase, count: int, older: int = 0) -> None:
+    """`count` attempts spread over the last hour, 1 % of them 503s, for the newest sent rows
+    (ids older + 1 …), and one attempt for each older row (ids 1 … older), two seconds apart
+    before the hour (three weeks for a million)."""
     columns = '"MessageID", "Attempt", "IdempotencyKey", "StartedAt", "DurationMs", "HttpStatus"'
+    ago = "CASE WHEN g > :older THEN g % 3540 ELSE 3660 + 2 * (:older - g) END"  # seconds
     if db.is_postgres:
-        started = "timezone('utc', now()) - make_interval(secs => g % 3540)"
+        started = f"timezone('utc', now()) - make_interval(secs => {ago})"
         series = "generate_series(1, :n) AS s(g)"
         prefix = ""
     else:
-        started = "datetime('now', '-' || (g % 3540) || ' seconds')"
+        started = f"datetime('now', '-' || ({ago}) || ' seconds')"
         series = "s"
         prefix = "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :n) "
     values = (
@@ -84,10 +121,14 @@ def seed_history(db: BenchDatabase, count: int) -> None:
     )
     statement = f'{prefix}INSERT INTO "{TABLE}Attempts" ({columns}) SELECT {values} FROM {series}'
     with db.engine.begin() as conn:
-        conn.execute(text(statement), {"n": count})
+        conn.execute(text(statement), {"n": count + older, "older": older})
     with db.engine.connect() as conn:
-        conn.exec_driver_sql(f'ANALYZE "{TABLE}Attempts"')
-        conn.commit()
+        if db.is_postgres:  # what autovacuum does soon after a bulk load: visibility map set
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f'VACUUM ANALYZE "{TABLE}", "{TABLE}Attempts"')
+        else:
+            conn.exec_driver_sql(f'ANALYZE "{TABLE}Attempts"')
+            conn.commit()
 
 
 def render_times(dashboard: Dashboard) -> list[float]:
@@ -127,6 +168,7 @@ def _timed(work: object) -> float:
 def main() -> None:
     report = Report()
     sent, pending, attempts = SIZES["full"]
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with (
         tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp,
         postgres_database("outbox_bench_dashboard") as pg_url,
@@ -140,9 +182,7 @@ def main() -> None:
             finally:
                 db.close()
     print("\n" + text_table(report.rows))
-    slow = [r for r in report.rows if "GET" in r.metric and r.median >= 200]
-    print("target: overview under 200 ms:", "MISSED" if slow else "met")
-    sys.exit(0)
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

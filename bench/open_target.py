@@ -31,9 +31,7 @@ def refused_port() -> int:
 
 
 def transactions(db: BenchDatabase) -> int:
-    query = text(
-        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = :name"
-    )
+    query = text("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = :name")
     with db.engine.connect() as conn:
         return int(conn.execute(query, {"name": DATABASE}).scalar_one())
 

@@ -15,8 +15,8 @@ from entrypoints.container import dashboard_token
 from entrypoints.dashboard.app import BindRefused, check_bind
 from entrypoints.dashboard.auth import Guard, safe_next
 from entrypoints.dashboard.chart import HEIGHT, bars
+from entrypoints.dashboard.fields import BadFilter, age, parse_filter
 from entrypoints.dashboard.run import public_target
-from entrypoints.dashboard.views import BadFilter, age, parse_filter
 
 NOW = datetime(2026, 3, 1, 12, 30, 45, tzinfo=UTC)
 

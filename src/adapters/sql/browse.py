@@ -1,9 +1,10 @@
 """`SqlOutboxBrowser`: the dashboard's read side on SQLAlchemy Core.
 
-Indexes each query relies on (see migrations 0001 and 0004): counts read the partial
-indexes over unfinished and dead rows plus the primary key; lists walk the primary key (or
-the partial index of the state filtered on) backwards from a keyset cursor; the last hour
-reads the history's `StartedAt` index.
+Indexes each query relies on (see migrations 0001, 0004 and 0005): counts read the partial
+indexes over unfinished and dead rows, and the total the primary key (SQLite: IX_<table>_Rows;
+a big PostgreSQL table: the planner's estimate); the oldest due row is the first of
+IX_<table>_DueAt; lists walk the primary key (or the partial index of the state filtered on)
+backwards from a keyset cursor; the last hour reads a range of the history's IX_..._Hour.
 """
 
 from __future__ import annotations
@@ -13,20 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    and_,
-    case,
-    func,
-    literal_column,
-    or_,
-    select,
-    text,
-)
+from sqlalchemy import ColumnElement, func, literal_column, select, text
 from sqlalchemy.engine import Connection
 
-from adapters.sql.mapping import from_db, to_db, to_message
+from adapters.sql import last_hour
+from adapters.sql.last_hour import Hour
+from adapters.sql.mapping import from_db, to_message
 from adapters.sql.overview import oldest_due_age
 from adapters.sql.store import SqlOutboxStore
 from application import figures
@@ -45,7 +38,7 @@ class SqlOutboxBrowser:
         self.store = store
         self.table = store.table
         self.history = store.history
-        self._memo: tuple[datetime | None, float, list[tuple[Any, ...]]] = (None, 0.0, [])
+        self._memo: tuple[datetime | None, float, Hour] = (None, 0.0, [])
 
     def figures(self, now: datetime) -> QueueFigures:
         start = figures.window_start(now)
@@ -57,7 +50,7 @@ class SqlOutboxBrowser:
                 sent_is_estimate=estimated,
                 oldest_due_age_seconds=oldest_due_age(conn, self.table, now),
                 activity=figures.activity(start, [(m, o, n) for m, o, _, n, _ in hour]),
-                latency=figures.latency(self._durations(conn, start)),
+                latency=figures.latency(last_hour.durations(conn, self.history, start)),
             )
 
     def type_health(self, now: datetime) -> list[TypeHealth]:
@@ -66,7 +59,7 @@ class SqlOutboxBrowser:
             for _, outcome, kind, count, last_failure in self._last_hour(conn, now):
                 if outcome == "sent":
                     continue
-                totals = by_kind.setdefault(kind, [0, None])
+                totals = by_kind.setdefault(str(kind), [0, None])
                 totals[0] += count
                 if totals[1] is None or last_failure > totals[1]:
                     totals[1] = last_failure
@@ -157,85 +150,26 @@ class SqlOutboxBrowser:
         estimate = conn.execute(query, {"name": quoted}).scalar()
         return int(estimate) if estimate is not None and estimate >= _ESTIMATE_ABOVE else None
 
-    def _last_hour(self, conn: Connection, now: datetime) -> list[tuple[Any, ...]]:
-        """(minute, outcome, message type, attempts, last failure) of the hour before `now`.
-
-        Successes are counted from the history alone; only failed attempts are joined to
-        their rows (dead or retried? which type?), so a healthy hour costs one index range.
-        `figures` and `type_health` for the same `now` (as the overview asks) share it.
-        """
+    def _last_hour(self, conn: Connection, now: datetime) -> Hour:
+        """The hour before `now` (see `last_hour`). `figures` and `type_health` for the same
+        `now`, as one overview page asks, share one read of it."""
         moment, taken, rows = self._memo
         if moment == now and time.monotonic() - taken < _MEMO_SECONDS:
             return rows
-        start = to_db(figures.window_start(now))
-        h = self.history.c
-        minute = _minute_of(h.StartedAt, self.store.engine.dialect.name).label("minute")
-        sent = (
-            select(minute, func.count())
-            .where(h.StartedAt >= start, ~_failed(h.HttpStatus))
-            .group_by(minute)
-        )
-        rows = [(_minute(m), "sent", None, int(n), None) for m, n in conn.execute(sent)]
-        outcomes = self._attempt_outcomes(start).subquery()
-        o = outcomes.c
-        failed = select(o.minute, o.outcome, o.kind, func.count(), func.max(o.started)).group_by(
-            o.minute, o.outcome, o.kind
-        )
-        rows += [
-            (_minute(m), str(outcome), str(kind), int(n), last)
-            for m, outcome, kind, n, last in conn.execute(failed)
-        ]
+        rows = last_hour.last_hour(conn, self.table, self.history, figures.window_start(now))
         self._memo = (now, time.monotonic(), rows)
         return rows
-
-    def _durations(self, conn: Connection, start: datetime) -> dict[int, int]:
-        h = self.history.c
-        query = (
-            select(h.DurationMs, func.count())
-            .where(h.StartedAt >= to_db(start))
-            .group_by(h.DurationMs)
-        )
-        return {int(ms): int(n) for ms, n in conn.execute(query)}
-
-    def _attempt_outcomes(self, start: Any) -> Select[Any]:
-        """One row per failed attempt since `start`: its minute, outcome and message type."""
-        h, t = self.history.c, self.table.c
-        last_of_dead = and_(t.ToSend == literal_column("3"), t.Attempts == h.Attempt)
-        outcome = case((last_of_dead, "dead"), else_="retried")
-        return (
-            select(
-                _minute_of(h.StartedAt, self.store.engine.dialect.name).label("minute"),
-                outcome.label("outcome"),
-                func.coalesce(t.MessageType, "?").label("kind"),
-                h.StartedAt.label("started"),
-            )
-            .select_from(self.history.outerjoin(self.table, t.ID == h.MessageID))
-            .where(h.StartedAt >= start, _failed(h.HttpStatus))
-        )
 
     def _health(self, conn: Connection, kind: str, failed: int, last_failure: Any) -> TypeHealth:
         error = None
         if last_failure is not None:
-            error = self._error_at(conn, last_failure)
+            error = last_hour.error_at(conn, self.history, last_failure)
         return TypeHealth(
             message_type=str(kind),
             failed_last_hour=failed,
             last_failure_at=from_db(last_failure),
             last_error=error,
         )
-
-    def _error_at(self, conn: Connection, moment: datetime) -> str | None:
-        h = self.history.c
-        query = (
-            select(h.HttpStatus, h.Error)
-            .where(h.StartedAt == moment, _failed(h.HttpStatus))
-            .order_by(h.ID.desc())
-            .limit(1)
-        )
-        row = conn.execute(query).first()
-        if row is None:
-            return None
-        return f"HTTP {row[0]}" if row[0] is not None else str(row[1])
 
     def _exists(self, conn: Connection, where: MessageFilter, bound: Any) -> bool:
         t = self.table.c
@@ -264,28 +198,3 @@ class SqlOutboxBrowser:
         if where.status_text:
             found.append(t.Status.icontains(where.status_text, autoescape=True))
         return found
-
-
-def _failed(status: Any) -> ColumnElement[bool]:
-    ok = status.between(literal_column("200"), literal_column("299"))
-    return or_(status.is_(None), ~ok)
-
-
-def _minute_of(column: Any, dialect: str) -> Any:
-    """The start of the minute of `column`, per dialect (no portable date_trunc)."""
-    if dialect == "postgresql":
-        return func.date_trunc(literal_column("'minute'"), column)
-    if dialect == "mssql":
-        zero: Any = literal_column("0")
-        minute: Any = literal_column("minute")
-        return func.dateadd(minute, func.datediff(minute, zero, column), zero)
-    # SQLite keeps SQLAlchemy datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text: the first
-    # 16 characters are the minute, far cheaper per row than strftime.
-    return func.substr(column, literal_column("1"), literal_column("16"))
-
-
-def _minute(value: Any) -> datetime:
-    moment = datetime.fromisoformat(f"{value}:00") if isinstance(value, str) else value
-    result = from_db(moment)
-    assert result is not None
-    return result

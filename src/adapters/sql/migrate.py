@@ -73,6 +73,8 @@ def existing_index_names(connection: Connection, table: str) -> list[str]:
     if connection.dialect.name == "mssql":
         found = connection.execute(_MSSQL_INDEXES, {"t": _bracketed(table)}).scalars()
         names = [name for name in found if name]
+    elif connection.dialect.name == "sqlite":  # the inspector skips expression indexes there
+        names = list(connection.execute(_SQLITE_INDEXES, {"t": table}).scalars())
     else:
         names = [i["name"] or "" for i in inspect(connection).get_indexes(table)]
     return [same_name(name, connection.dialect.name) for name in names]
@@ -102,4 +104,5 @@ _MSSQL_COLUMNS = text(
     "SELECT COLUMN_NAME, COLUMN_DEFAULT FROM INFORMATION_SCHEMA.COLUMNS "
     "WHERE TABLE_NAME = :t AND TABLE_SCHEMA = SCHEMA_NAME() ORDER BY ORDINAL_POSITION"
 )
+_SQLITE_INDEXES = text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t")
 _MSSQL_INDEXES = text("SELECT name FROM sys.indexes WHERE object_id = OBJECT_ID(:t, 'U')")

@@ -11,7 +11,7 @@ import jinja2
 from aiohttp import web
 
 from application.ports import Clock, OutboxAdmin, OutboxBrowser
-from entrypoints.dashboard import auth, views
+from entrypoints.dashboard import auth, fields, views
 
 GUARD = web.AppKey("guard", auth.Guard)
 
@@ -37,7 +37,7 @@ def templates() -> jinja2.Environment:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(views.FILTERS)
+    env.filters.update(fields.FILTERS)
     return env
 
 
