@@ -173,6 +173,23 @@ def test_on_an_empty_database_migrate_creates_the_attempt_history_and_claim_inde
     assert has_indexes(history, [str(i.name) for i in on_history])
 
 
+def test_upgrading_to_0005_drops_the_history_index_its_hour_index_covers(engine: Engine) -> None:
+    if engine.dialect.name == "mssql":
+        pytest.skip("left in place on SQL Server, where Babelfish renames indexes")
+    migrate(engine)
+    old = '"ix_MessagesAttempts_StartedAt"'
+    with engine.begin() as conn:  # as an install migrated before 0005 has it
+        conn.exec_driver_sql(f'CREATE INDEX {old} ON "MessagesAttempts" ("StartedAt")')
+        conn.exec_driver_sql(f"UPDATE \"{version_table('Messages')}\" SET version_num = '0004'")
+
+    migrate(engine)
+
+    with engine.connect() as conn:
+        history = {name.casefold() for name in existing_index_names(conn, "MessagesAttempts")}
+    assert "ix_messagesattempts_startedat" not in history
+    assert "ix_messagesattempts_hour" in history
+
+
 # --- (b) adopting the seed's table ------------------------------------------
 
 
