@@ -245,6 +245,8 @@ class Pipeline:
             target.in_flight -= 1
         if settled.attempt is not None:
             self._answered(target, settled.attempt.result)
+            if target.resumes_on(message.status, settled.attempt.result, now):
+                self._resume(target.key, held_back_only=False)
         self._stage(token, settled)
 
     def _answered(self, target: Target, result: DeliveryResult) -> None:
@@ -277,6 +279,7 @@ class Pipeline:
             # after an outage its rows in retry backoff go too; after a Retry-After pause only
             # those held back, so no row goes before the Retry-After it was given
             self._resume(target.key, held_back_only=paused)
+            target.resumed(now)
         elif breaker.state is BreakerState.OPEN:
             if before is BreakerState.CLOSED:
                 log.warning(
@@ -293,8 +296,9 @@ class Pipeline:
             self._stage(token, self._held_back(message, target, now))
 
     def _held_back(self, message: Message, target: Target, now: datetime) -> Settled:
-        until = target.hold_until(now)
+        until, probe = target.hold(now)
         reason = f"unavailable (circuit open: {target.breaker.last_error})"
+        reason += status.KEPT_TO_PROBE if probe else ""
         return self._deferred(message, target, reason, until)
 
     def _deferred(self, message: Message, target: Target, reason: str, until: datetime) -> Settled:

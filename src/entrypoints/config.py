@@ -46,6 +46,7 @@ class Settings:
     breaker_failures: int = 5
     breaker_cooldown: float = 5.0
     breaker_cooldown_max: float = 60.0
+    breaker_park: float = 3600.0
     http_timeout: float = 10.0
     connect_timeout: float = 5.0
     metrics_port: int = 0
@@ -225,6 +226,7 @@ _PARSERS: dict[str, Callable[[_Reader, str], Any]] = {
     "breaker_failures": lambda r, n: r.number(n, int, 1, 1000),
     "breaker_cooldown": lambda r, n: r.number(n, float, 0.1, 86400),
     "breaker_cooldown_max": lambda r, n: r.number(n, float, 0.1, 86400),
+    "breaker_park": lambda r, n: r.number(n, float, 1, 86400),
     "http_timeout": lambda r, n: r.number(n, float, 0.05, 600),
     "connect_timeout": lambda r, n: r.number(n, float, 0.05, 600),
     "metrics_port": lambda r, n: r.number(n, int, 0, 65535),
