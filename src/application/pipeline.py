@@ -297,8 +297,8 @@ class Pipeline:
 
     def _held_back(self, message: Message, target: Target, now: datetime) -> Settled:
         until, probe = target.hold(now)
-        reason = f"unavailable (circuit open: {target.breaker.last_error})"
-        reason += status.KEPT_TO_PROBE if probe else ""
+        kept = status.KEPT_TO_PROBE if probe else ""  # first, so no cut of a long line drops it
+        reason = f"unavailable{kept} (circuit open: {target.breaker.last_error})"
         return self._deferred(message, target, reason, until)
 
     def _deferred(self, message: Message, target: Target, reason: str, until: datetime) -> Settled:
