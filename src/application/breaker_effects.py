@@ -62,7 +62,8 @@ class BreakerEffects:
             log.info("target %s is healthy again: circuit closed", target.key)
             # after an outage its rows in retry backoff go too; after a Retry-After pause only
             # those held back, so no row goes before the Retry-After it was given
-            self._resume(target.key, held_back_only=paused)
+            self.resume(target.key, held_back_only=paused)
+            target.resumed(now)
         elif breaker.state is BreakerState.OPEN:
             if before is BreakerState.CLOSED:
                 log.warning(
@@ -79,8 +80,9 @@ class BreakerEffects:
             self._acks.stage(token, self.held_back(message, target, now))
 
     def held_back(self, message: Message, target: Target, now: datetime) -> Settled:
-        until = target.hold_until(now)
-        reason = f"unavailable (circuit open: {target.breaker.last_error})"
+        until, probe = target.hold(now)
+        kept = status.KEPT_TO_PROBE if probe else ""  # first, so no cut of a long line drops it
+        reason = f"unavailable{kept} (circuit open: {target.breaker.last_error})"
         return self.deferred(message, target, reason, until)
 
     def deferred(self, message: Message, target: Target, reason: str, until: datetime) -> Settled:
@@ -111,7 +113,7 @@ class BreakerEffects:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _resume(self, key: str, *, held_back_only: bool) -> None:
+    def resume(self, key: str, *, held_back_only: bool) -> None:
         types, excluding = self._pool.message_types(key)
         now = self.dispatcher.clock.now()
 

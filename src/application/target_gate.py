@@ -107,6 +107,9 @@ class TargetGate:
             target.in_flight -= 1
         if settled.attempt is not None:
             self._answered(target, settled.attempt.result)
+            # a row kept to probe delivered: the target is back, whoever held its rows back
+            if target.resumes_on(message.status, settled.attempt.result, now):
+                self._effects.resume(target.key, held_back_only=False)
         self._acks.stage(token, settled)
 
     def _answered(self, target: Target, result: DeliveryResult) -> None:

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from domain.breaker import Breaker, BreakerSettings, TargetHealth, is_congested
+from domain import status as status_line
+from domain.breaker import Breaker, BreakerSettings, TargetHealth, is_congested, is_failure
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import Message
 
@@ -54,6 +55,9 @@ class Target:
     backlog: deque[Held] = attrs.field(factory=deque)
     active_at: datetime | None = None
     candidate_for: datetime | None = None
+    spare_at: datetime | None = None  # the last row kept for a later probe
+    spares_since: datetime | None = None  # the breaker's `since` the spares were kept for
+    resumed_at: datetime | None = None
     reported: bool = False
     latency: float | None = None  # seconds, a moving average of this target's answers
 
@@ -85,20 +89,48 @@ class Target:
         ahead = len(self.backlog) + self.in_flight
         return ahead / max(self.limit, 1.0) * (self.latency or 0.0)
 
-    def hold_until(self, now: datetime) -> datetime:
-        """When a row held back now comes due: the first after each cool-down is the probe
-        candidate, due when the breaker will let one request through; the rest are parked a
-        longest cool-down beyond it (the probe's success resumes them at once), so an open
-        target costs one claim per waiting row per longest cool-down, not a claim loop."""
-        probe_at = self.breaker.resumes_at(now)
-        if self.breaker.paused:
-            return probe_at  # a Retry-After pause is short and known: everyone goes at its end
+    def hold(self, now: datetime) -> tuple[datetime, bool]:
+        """When a row held back now comes due, and whether it is kept to probe the target.
+
+        The first row held back in each cool-down is due when the breaker will let one request
+        through. The next ones are spares, one per longest cool-down up to the park bound, so
+        that some row is due for every probe however long the outage lasts; the rest are parked
+        until the bound (the same moment for all held back in one cool-down: one statement).
+        A probe's success resumes them at once, whichever worker sends it: see `resumes_on`."""
+        breaker = self.breaker
+        probe_at = breaker.resumes_at(now)
+        if breaker.paused:
+            return probe_at, False  # a Retry-After pause is short and known: all go at its end
+        if self.spares_since != breaker.since:  # a new outage: the old spares were resumed
+            self.spares_since, self.spare_at = breaker.since, None
         if self.candidate_for != probe_at:
             self.candidate_for = probe_at
-            return probe_at
-        # the same for every row held back in this cool-down (one write); bounded so that rows
-        # parked by a worker whose breaker another worker's success never closes still go soon
-        return probe_at + timedelta(seconds=self.breaker.settings.cooldown_max_seconds)
+            return probe_at, True
+        settings = breaker.settings
+        parked = probe_at + timedelta(seconds=settings.park_seconds)
+        spare = max(self.spare_at or probe_at, probe_at)
+        spare += timedelta(seconds=settings.cooldown_max_seconds)
+        if spare < parked:
+            self.spare_at = spare
+            return spare, True
+        return parked, False
+
+    def resumes_on(self, status: str | None, result: DeliveryResult, now: datetime) -> bool:
+        """Should this worker resume the target's waiting rows now that a row went out? Yes
+        when the row was kept to probe the target (by any worker, its `Status` says so) and
+        the target answered: rows another worker parked must not wait for that worker's own
+        breaker. At most once per first cool-down (the spares come back together)."""
+        if is_failure(result) or not status_line.kept_to_probe(status):
+            return False
+        quiet = timedelta(seconds=self.breaker.settings.cooldown_seconds)
+        if self.resumed_at is not None and now - self.resumed_at < quiet:
+            return False
+        self.resumed(now)
+        return True
+
+    def resumed(self, now: datetime) -> None:
+        """The target's waiting rows were made due: spares kept so far are gone with them."""
+        self.resumed_at, self.spare_at = now, None
 
 
 class TargetPool:

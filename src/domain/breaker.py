@@ -35,6 +35,8 @@ class BreakerSettings:
     cooldown_seconds: float = attrs.field(default=5.0, validator=attrs.validators.gt(0.0))
     cooldown_max_seconds: float = attrs.field(default=60.0, validator=attrs.validators.gt(0.0))
     pause_max_seconds: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0.0))
+    # how long rows held back behind an open breaker may stay parked (a few are kept for probes)
+    park_seconds: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0.0))
 
 
 @attrs.frozen(kw_only=True)

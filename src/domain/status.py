@@ -10,6 +10,7 @@ from domain.delivery import DeliveryResult
 MAX_LENGTH = 400
 WAITING = "waiting: "
 ASKED_TO_WAIT = "(Retry-After "
+KEPT_TO_PROBE = ", kept to probe the target"
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
@@ -49,6 +50,11 @@ def dead(result: DeliveryResult, attempt: int, max_attempts: int) -> str:
 def waiting(target: str, reason: str, when: datetime) -> str:
     """A row held back, without spending an attempt, while its target is unavailable."""
     return bounded(f"{WAITING}{target} {reason}, next at {_stamp(when)}")
+
+
+def kept_to_probe(line: str | None) -> bool:
+    """Was this row held back to probe its target (so its success says the target is back)?"""
+    return line is not None and line.startswith(WAITING) and KEPT_TO_PROBE in line
 
 
 def gave_up(reason: str) -> str:

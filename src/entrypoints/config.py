@@ -131,6 +131,7 @@ class Settings:
     breaker_failures: int = attrs.field(default=5, validator=_between(1, 1000))
     breaker_cooldown: float = attrs.field(default=5.0, validator=_between(0.1, 86400))
     breaker_cooldown_max: float = attrs.field(default=60.0, validator=_between(0.1, 86400))
+    breaker_park: float = attrs.field(default=3600.0, validator=_between(1, 86400))
     http_timeout: float = attrs.field(default=10.0, validator=_between(0.05, 600))
     connect_timeout: float = attrs.field(default=5.0, validator=_between(0.05, 600))
     metrics_port: int = attrs.field(default=0, validator=_between(0, 65535))
@@ -281,6 +282,7 @@ _PARSERS: dict[str, Callable[[_Reader, str], Any]] = {
     "breaker_failures": lambda r, n: r.number(n, int),
     "breaker_cooldown": lambda r, n: r.number(n, float),
     "breaker_cooldown_max": lambda r, n: r.number(n, float),
+    "breaker_park": lambda r, n: r.number(n, float),
     "http_timeout": lambda r, n: r.number(n, float),
     "connect_timeout": lambda r, n: r.number(n, float),
     "metrics_port": lambda r, n: r.number(n, int),
@@ -299,6 +301,11 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError(
             f"OUTBOX_BREAKER_COOLDOWN_MAX ({settings.breaker_cooldown_max:g}) must be >= "
             f"OUTBOX_BREAKER_COOLDOWN ({settings.breaker_cooldown:g})"
+        )
+    if settings.breaker_park < settings.breaker_cooldown_max:
+        raise ConfigError(
+            f"OUTBOX_BREAKER_PARK ({settings.breaker_park:g}) must be >= "
+            f"OUTBOX_BREAKER_COOLDOWN_MAX ({settings.breaker_cooldown_max:g})"
         )
     if settings.retry_max_seconds < settings.retry_base_seconds:
         raise ConfigError(

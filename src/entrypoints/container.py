@@ -100,6 +100,7 @@ def _target_settings(settings: Settings) -> TargetSettings:
             failures=settings.breaker_failures,
             cooldown_seconds=settings.breaker_cooldown,
             cooldown_max_seconds=settings.breaker_cooldown_max,
+            park_seconds=settings.breaker_park,
         ),
     )
 

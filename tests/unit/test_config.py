@@ -209,6 +209,15 @@ def test_breaker_and_target_settings_are_read_and_checked() -> None:
     ).startswith("OUTBOX_BREAKER_COOLDOWN_MAX (10) must be >=")
 
 
+def test_rows_behind_an_open_breaker_are_parked_an_hour_unless_set() -> None:
+    assert Settings.from_env({}).breaker_park == 3600
+    assert Settings.from_env({"OUTBOX_BREAKER_PARK": "600"}).breaker_park == 600
+    assert error_for({"OUTBOX_BREAKER_PARK": "0"}).startswith("OUTBOX_BREAKER_PARK must")
+    assert error_for({"OUTBOX_BREAKER_PARK": "30"}).startswith(
+        "OUTBOX_BREAKER_PARK (30) must be >= OUTBOX_BREAKER_COOLDOWN_MAX (60)"
+    )
+
+
 def test_one_worker_process_is_the_default_and_auto_means_one_per_usable_core() -> None:
     import os
 

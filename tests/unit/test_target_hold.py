@@ -1,0 +1,155 @@
+"""Rows held back behind an open breaker: probe rows, spares, parked rows, and who resumes them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+from adapters.clock import ManualClock
+from adapters.in_memory import InMemoryOutboxStore
+from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
+from application.message_type_registry import discover
+from application.pipeline import Pipeline, PipelineSettings
+from application.ports import NewMessage
+from application.target_pool import Target, TargetSettings
+from domain import status
+from domain.breaker import Breaker, BreakerSettings
+from domain.delivery import DeliveryRequest, DeliveryResult
+from domain.model import State
+from domain.retry import RetrySchedule
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SETTINGS = BreakerSettings(
+    failures=1, cooldown_seconds=5, cooldown_max_seconds=60, park_seconds=300
+)
+DOWN = DeliveryResult(status_code=None, latency_ms=1.0, error="ConnectError")
+UP = DeliveryResult(status_code=200, latency_ms=1.0)
+URL = "https://hooks.example.test/in"
+
+
+def open_target(now: datetime) -> Target:
+    return Target(key="t", breaker=Breaker(settings=SETTINGS).record(DOWN, now))
+
+
+def seconds(moments: list[tuple[datetime, bool]], since: datetime) -> list[tuple[float, bool]]:
+    return [((when - since).total_seconds(), probe) for when, probe in moments]
+
+
+def test_one_row_per_probe_then_spares_up_to_the_park_bound_then_parked() -> None:
+    target = open_target(T0)
+
+    held = [target.hold(T0) for _ in range(8)]
+
+    assert seconds(held, T0) == [
+        (5, True),  # due at the probe
+        (65, True),  # spares, one per longest cool-down, so every later probe finds a row
+        (125, True),
+        (185, True),
+        (245, True),
+        (305, False),  # parked until the bound, all in one statement
+        (305, False),
+        (305, False),
+    ]
+
+
+def test_each_later_cool_down_keeps_one_more_spare_so_the_chain_never_runs_out() -> None:
+    target = open_target(T0)
+    for _ in range(6):
+        target.hold(T0)
+    later = T0 + timedelta(seconds=5)
+    target.breaker = target.breaker.begin(later).record(DOWN, later)  # the probe failed
+
+    held = [target.hold(later) for _ in range(3)]
+
+    assert seconds(held, T0) == [(15, True), (305, True), (315, False)]
+
+
+def test_a_new_outage_starts_its_spares_again_at_its_own_probe() -> None:
+    target = open_target(T0)
+    for _ in range(6):
+        target.hold(T0)
+    back = T0 + timedelta(seconds=5)
+    target.breaker = target.breaker.begin(back).record(UP, back)
+    again = T0 + timedelta(seconds=100)
+    target.breaker = target.breaker.record(DOWN, again)
+
+    held = [target.hold(again) for _ in range(2)]
+
+    assert seconds(held, again) == [(5, True), (65, True)]
+
+
+def test_rows_held_back_by_a_retry_after_pause_all_go_at_its_end() -> None:
+    target = Target(key="t", breaker=Breaker(settings=SETTINGS))
+    throttled = DeliveryResult(status_code=429, latency_ms=1.0, retry_after_seconds=7)
+    target.breaker = target.breaker.record(throttled, T0)
+
+    assert seconds([target.hold(T0) for _ in range(3)], T0) == [(7, False)] * 3
+
+
+def test_a_row_kept_to_probe_that_went_through_resumes_the_target_once_per_cool_down() -> None:
+    target = Target(key="t", breaker=Breaker(settings=SETTINGS))
+    kept = status.waiting("t", "unavailable (x)" + status.KEPT_TO_PROBE, T0)
+    parked = status.waiting("t", "unavailable (x)", T0)
+
+    assert not target.resumes_on(parked, UP, T0)
+    assert not target.resumes_on(kept, DOWN, T0)
+    assert target.resumes_on(kept, UP, T0)
+    assert not target.resumes_on(kept, UP, T0 + timedelta(seconds=4))
+    assert target.resumes_on(kept, UP, T0 + timedelta(seconds=5))
+    assert not target.resumes_on(None, UP, T0 + timedelta(seconds=60))
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.up = False
+        self.requests = 0
+
+    async def send(self, request: DeliveryRequest) -> DeliveryResult:
+        self.requests += 1
+        return UP if self.up else DOWN
+
+    async def aclose(self) -> None:
+        pass
+
+
+def worker(
+    store: InMemoryOutboxStore, receiver: Receiver, clock: ManualClock, name: str
+) -> Pipeline:
+    dispatcher = Dispatcher(
+        store=store,
+        sender=receiver,
+        clock=clock,
+        types=discover(),
+        targets=TargetUrls(default=URL, by_type={}),
+        policy=RetrySchedule(steps=(600.0, 600.0, 600.0)),
+        rng=random.Random(3),
+        settings=DispatchSettings(owner=name, batch_size=50, concurrency=4),
+    )
+    targets = TargetSettings(concurrency=4, breaker=SETTINGS)
+    return Pipeline(dispatcher, PipelineSettings(poll_interval=0.01, targets=targets))
+
+
+def test_rows_one_worker_parked_go_when_another_worker_delivers_its_probe_row() -> None:
+    store, clock, receiver = InMemoryOutboxStore(), ManualClock(T0), Receiver()
+    store.enqueue([NewMessage(user_id=1, body="hi", message_type="default") for _ in range(40)])
+    asyncio.run(worker(store, receiver, clock, "b").run(asyncio.Event(), until_idle=True))
+    parked = [m for m in store.all() if m.attempts == 0]
+    assert len(parked) >= 30 and all(m.state is State.PENDING for m in parked)
+    receiver.up = True
+    clock.advance(6)  # past b's probe time, long before its parked rows come due
+
+    async def other_worker() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker(store, receiver, clock, "a").run(stop))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if all(m.state is State.SENT for m in store.all()):
+                break
+        stop.set()
+        await task
+
+    asyncio.run(other_worker())
+
+    assert all(m.state is State.SENT for m in store.all())
+    assert all(m.attempts == 1 for m in store.all() if m.id in {p.id for p in parked})
