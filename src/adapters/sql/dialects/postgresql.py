@@ -60,3 +60,12 @@ FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS s("MessageID" bigint, "Attempt
     "IdempotencyKey" text, "StartedAt" timestamp, "DurationMs" bigint, "HttpStatus" smallint,
     "Error" text, "Excerpt" text)
 """
+
+# The ack and the history in one statement, so one round trip; what the store runs. The
+# history keeps only the attempts of rows the ack wrote: a data-modifying CTE sees
+# `written`'s RETURNING rows. Its document is `:history`, the ack's stays `:batch`.
+ACK_WITH_HISTORY = (
+    f"WITH written AS ({ACK.strip()}),\nhistory AS ("
+    + HISTORY.strip().replace(":batch", ":history")
+    + '\nWHERE s."MessageID" IN (SELECT "ID" FROM written))\nSELECT "ID" FROM written\n'
+)
