@@ -221,6 +221,9 @@ def main() -> None:
     parser.add_argument(
         "--without-0005", action="store_true", help="drop migration 0005's indexes first"
     )
+    parser.add_argument(
+        "--without-notify", action="store_true", help="disable migration 0002's NOTIFY triggers"
+    )
     args = parser.parse_args()
     print(f"load average {os.getloadavg()}")
     if args.sqlite:
@@ -231,6 +234,9 @@ def main() -> None:
         db = BenchDatabase("PostgreSQL", url)
         if args.without_0005:
             _drop_0005_indexes(db)
+        if args.without_notify:
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql(f'ALTER TABLE "{TABLE}" DISABLE TRIGGER USER')
         try:
             _run_postgres(db, args)
         finally:
