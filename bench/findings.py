@@ -20,10 +20,10 @@ FINDINGS = """\
   keeps the httpx one), which roughly doubled throughput; uvloop added 10-20 %. The
   pipeline (claims overlapping sends, acks batched every 500 rows or 20 ms) keeps the event
   loop busy rather than waiting on the database.
-- **PostgreSQL ack.** The database ceiling on PostgreSQL is bounded by the server, not the
-  client (client CPU about 30 % of wall time): each ack is a pipeline of single-row `UPDATE`s
-  plus history inserts, every row touching the table's indexes. The server's CPU comes out of
-  the same two cores as the dispatcher, which is why PostgreSQL runs below SQLite here.
+- **PostgreSQL ack.** A claim+ack cycle costs the server about as much CPU per row as the
+  client (25-30 µs each, `bench.db_cycle`; "Database ceiling: where a claim+ack cycle goes"),
+  and the server's CPU comes out of the same two cores as the dispatcher, which is why
+  PostgreSQL runs below SQLite here.
 - **Seed baseline on SQLite.** One row at a time is cheap on SQLite in WAL mode with
   `synchronous=NORMAL` (no fsync per commit) and a bare `http.client` connection to an nginx
   that answers in microseconds, so "8 × seed" cannot hold on loopback. Against real

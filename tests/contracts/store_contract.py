@@ -219,6 +219,18 @@ class OutboxStoreContract(Generic[S]):
         assert store.history_of(message_id) == []
         assert self.send_ok(store, "b", fresh).written == 1
 
+    def test_a_partly_lost_batch_writes_history_only_for_rows_still_held(self, store: S) -> None:
+        lost, kept = self.enqueue(store, 2)
+        stale = self.claim(store, "a")
+        [taken] = self.claim(store, "b", limit=1, at=T0 + LEASE)
+
+        result = self.send_ok(store, "a", stale)
+
+        assert taken.id == lost
+        assert result.written == 1 and result.refused_ids == (lost,)
+        assert store.history_of(lost) == []
+        assert [a.idempotency_key for a in store.history_of(kept)] == [stale[1].idempotency_key]
+
     def test_an_ack_after_the_row_was_requeued_is_refused(self, store: S) -> None:
         [message_id] = self.enqueue(store, 1)
         [claimed] = self.claim(store, "a")

@@ -20,7 +20,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PARAMS = {
     "owner": "w",
     "token": "t",
-    "limit": 50,
+    "limit": 50,  # explain() takes another
     "now": to_db(T0),
     "lease_until": to_db(T0 + timedelta(seconds=30)),
     "key_prefix": "msg_t_",
@@ -38,14 +38,14 @@ def fill(store: SqlOutboxStore, rows: int, pending_every: int) -> None:
         conn.execute(text("ANALYZE"))
 
 
-def explain(store: SqlOutboxStore, prefix: str, per_user: bool) -> list[str]:
+def explain(store: SqlOutboxStore, prefix: str, per_user: bool, limit: int = 50) -> list[str]:
     """The plan of the claim exactly as the store runs it, with the same bound parameters."""
     claim = store._claims[per_user].element.text  # type: ignore[attr-defined]
     statement = text(prefix + claim).bindparams(
         bindparam("now", type_=DateTime()), bindparam("lease_until", type_=DateTime())
     )
     with store.engine.connect() as conn:
-        return [str(row[-1]) for row in conn.execute(statement, PARAMS)]
+        return [str(row[-1]) for row in conn.execute(statement, {**PARAMS, "limit": limit})]
 
 
 @pytest.fixture
@@ -128,4 +128,18 @@ def test_on_postgresql_the_claim_reads_the_due_index_when_every_row_is_pending(
     plan = explain(pg_store, "EXPLAIN ", per_user)
 
     assert any('Index Scan using "IX_Messages_Due" on "Messages" t' in line for line in plan), plan
+    assert seq_scans(plan) == [], plan
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("per_user", [False, True], ids=["claim", "per-user-claim"])
+def test_on_postgresql_a_batch_of_500_from_a_small_table_updates_by_primary_key(
+    pg_store: SqlOutboxStore, per_user: bool
+) -> None:
+    """Joined to the CTE, the update hash-joined a scan of the whole table here (500 of
+    5,000 rows): a cost per claim that grows with the table."""
+    fill(pg_store, 5_000, ALL_PENDING)
+
+    plan = explain(pg_store, "EXPLAIN ", per_user, limit=500)
+
     assert seq_scans(plan) == [], plan

@@ -1,12 +1,15 @@
-"""Engines tuned per database: WAL and a busy timeout on SQLite, pre-ping and timeouts elsewhere."""
+"""Engines tuned per database: WAL and a busy timeout on SQLite; elsewhere timeouts, and a
+ping before a connection that sat idle in the pool is used."""
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from adapters.sql.odbc import require_odbc
@@ -21,6 +24,10 @@ SQLITE_CACHE_KIB = 2048  # page cache per connection: PRAGMA cache_size = -2048 
 # Any statement whose text varies with a batch's size would grow it again; the bound stays.
 SQLITE_CACHED_STATEMENTS = 16
 MAX_OVERFLOW = 10  # short-lived extra connections, closed on return: they keep no caches
+# A pooled connection idle longer than this is pinged before use (a restarted server or a
+# dropped session shows there, not mid-claim). Not every checkout: a busy worker checks one
+# out per claim and per ack, and the ping's round trip was a third of that cycle's.
+PING_WHEN_IDLE_SECONDS = 1.0
 
 
 def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int = 5) -> Engine:
@@ -30,7 +37,6 @@ def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int 
     if backend == "sqlite":
         return _sqlite_engine(parsed, pool_size)
     options: dict[str, Any] = {
-        "pool_pre_ping": True,
         "pool_size": pool_size,
         "max_overflow": MAX_OVERFLOW,
         "query_cache_size": COMPILED_CACHE_SIZE,
@@ -47,8 +53,36 @@ def make_engine(url: str | URL, *, connect_timeout: float = 5.0, pool_size: int 
         options["isolation_level"] = "READ COMMITTED"
         engine = create_engine(parsed, **options)
         _tolerate_rollback_after_server_abort(engine)
+        _ping_when_idle(engine)
         return engine
-    return create_engine(parsed, **options)
+    engine = create_engine(parsed, **options)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Like `pool_pre_ping`, but only for a connection idle PING_WHEN_IDLE_SECONDS or more:
+    a dead one is replaced before use (the pool reconnects on DisconnectionError)."""
+    dialect = engine.dialect
+
+    def checked_in(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checked_out(
+        dbapi_connection: DBAPIConnection,
+        record: ConnectionPoolEntry,
+        proxy: PoolProxiedConnection,
+    ) -> None:
+        since = record.info.get("idle_since")  # none yet: a fresh connection
+        if since is None or time.monotonic() - since < PING_WHEN_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError(f"ping before use failed: {error}") from error
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)
 
 
 def application_name() -> str:

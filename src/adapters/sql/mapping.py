@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,44 +69,82 @@ def columns_to_message(row: Sequence[Any]) -> Message:
     )
 
 
-def lifecycle_values(message: Message) -> dict[str, Any]:
-    """The dispatcher's columns as an ack writes them (keys: LIFECYCLE_COLUMNS)."""
-    return {
-        "ToSend": int(message.state),
-        "Status": message.status,
-        "Attempts": message.attempts,
-        "NextAttemptAt": to_db(message.next_attempt_at),
-        "LeaseOwner": message.lease_owner,
-        "LeaseUntil": to_db(message.lease_until),
-        "LeaseToken": message.lease_token,
-        "IdempotencyKey": message.idempotency_key,
-        "SentAt": to_db(message.sent_at),
-    }
+def ack_document(messages: Iterable[Message]) -> str:
+    """The ack's batch document: each message's ID and LIFECYCLE_COLUMNS, as the ack writes
+    them. Built straight from the messages, datetimes formatted once per distinct moment: this
+    was half the store's own CPU per acked row."""
+    stamp = _stamper()
+    return json.dumps(
+        [
+            {
+                "ID": m.id,
+                "ToSend": int(m.state),
+                "Status": m.status,
+                "Attempts": m.attempts,
+                "NextAttemptAt": stamp(m.next_attempt_at),
+                "LeaseOwner": m.lease_owner,
+                "LeaseUntil": stamp(m.lease_until),
+                "LeaseToken": m.lease_token,
+                "IdempotencyKey": m.idempotency_key,
+                "SentAt": stamp(m.sent_at),
+            }
+            for m in messages
+        ]
+    )
 
 
-def batch_document(rows: Iterable[Mapping[str, Any]]) -> str:
-    """The rows as the JSON array the ack and history statements open; datetimes in the
-    stored text form."""
-    return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows])
+def history_document(attempts: Iterable[Attempt]) -> str:
+    """The attempt history's batch document, one row per attempt."""
+    stamp = _stamper()
+    return json.dumps([_history_row(a, stamp) for a in attempts])
 
 
-def _plain(value: object) -> object:
-    # SQLAlchemy's SQLite DateTime stores this exact text; the others parse it as well.
-    return f"{value:%Y-%m-%d %H:%M:%S.%f}" if isinstance(value, datetime) else value
-
-
-def history_row(attempt: Attempt) -> dict[str, Any]:
+def _history_row(
+    attempt: Attempt, stamp: Callable[[datetime | None], str | None]
+) -> dict[str, Any]:
     result = attempt.result
     return {
         "MessageID": attempt.message_id,
         "Attempt": attempt.attempt,
         "IdempotencyKey": attempt.idempotency_key,
-        "StartedAt": to_db(attempt.started_at),
+        "StartedAt": stamp(attempt.started_at),
         "DurationMs": round(result.latency_ms),
         "HttpStatus": result.status_code,
         "Error": result.error[:200] if result.error else None,
         "Excerpt": result.excerpt[:400] or None,
     }
+
+
+def _stamper() -> Callable[[datetime | None], str | None]:
+    """Aware datetime -> the stored UTC text (SQLAlchemy's SQLite form, which the others parse),
+    memoised: a batch's rows mostly share a few moments."""
+    seen: dict[datetime, str] = {}
+
+    def stamp(moment: datetime | None) -> str | None:
+        if moment is None:
+            return None
+        text = seen.get(moment)
+        if text is None:
+            naive = moment.astimezone(UTC).replace(tzinfo=None)
+            text = seen[moment] = naive.isoformat(" ", "microseconds")
+        return text
+
+    return stamp
+
+
+def batch_document(rows: Iterable[dict[str, Any]]) -> str:
+    """The rows as the JSON array the ack and history statements open; datetimes in the
+    stored text form."""
+    # `default` is called only for what JSON has no form for (datetimes), so the C encoder
+    # does the rest: a Python call per value was a fifth of the ack's client time.
+    return json.dumps(list(rows), default=_moment)
+
+
+def _moment(value: object) -> str:
+    # SQLAlchemy's SQLite DateTime stores this exact text; the others parse it as well.
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S.%f}"
+    raise TypeError(f"{type(value).__name__} has no JSON form in a batch document")
 
 
 def to_attempt(row: Mapping[Any, Any]) -> Attempt:

@@ -52,6 +52,14 @@ def ack_statement(table: Table, dialect: str) -> TextualSelect:
     return text(sql_of(dialect, table.name, "ACK")).columns(table.c.ID)
 
 
+def ack_with_history_statement(table: Table, dialect: str) -> TextualSelect | None:
+    """The ack and the history insert as one statement (:batch, :token, :history), returning
+    the ids written; None where the dialect has none (then the two above, in one transaction)."""
+    if not hasattr(_DIALECTS.get(dialect), "ACK_WITH_HISTORY"):
+        return None
+    return text(sql_of(dialect, table.name, "ACK_WITH_HISTORY")).columns(table.c.ID)
+
+
 def history_statement(table: Table, dialect: str) -> TextClause:
     """One multi-row INSERT of the attempt history, read out of the same kind of document."""
     return text(sql_of(dialect, table.name, "HISTORY"))

@@ -16,10 +16,9 @@ from sqlalchemy.exc import DBAPIError
 from adapters.sql import target_rows
 from adapters.sql.deferral import deferral, resumption
 from adapters.sql.mapping import (
-    batch_document,
+    ack_document,
     columns_to_message,
-    history_row,
-    lifecycle_values,
+    history_document,
     to_attempt,
     to_db,
     to_message,
@@ -27,7 +26,12 @@ from adapters.sql.mapping import (
 from adapters.sql.overview import due_condition, oldest_due_age, read_overview
 from adapters.sql.producer import enqueue as insert_messages
 from adapters.sql.schema import history_table, outbox_table, targets_table
-from adapters.sql.statements import ack_statement, claim_statement, history_statement
+from adapters.sql.statements import (
+    ack_statement,
+    ack_with_history_statement,
+    claim_statement,
+    history_statement,
+)
 from application.ports import AckResult, Attempt, NewMessage, Overview
 from domain import status
 from domain.breaker import TargetHealth
@@ -54,6 +58,15 @@ class SqlOutboxStore:
         }
         self._ack = ack_statement(self.table, dialect)
         self._history = history_statement(self.table, dialect)
+        self._ack_with_history = ack_with_history_statement(self.table, dialect)
+        # A transaction of one statement needs no BEGIN and COMMIT round trips around it
+        # (PostgreSQL: the statement is atomic on its own; the claim and, with the history in
+        # it, the ack are one statement each there).
+        self._one_statement = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if dialect == "postgresql"
+            else engine
+        )
 
     def claim(
         self,
@@ -78,7 +91,7 @@ class SqlOutboxStore:
             rows = conn.execute(self._claims[per_user], params).all()
             return [columns_to_message(row) for row in sorted(rows, key=itemgetter(0))]
 
-        return self._transaction(run)
+        return self._transaction(run, self._one_statement)
 
     def ack(
         self, token: str, messages: Sequence[Message], attempts: Sequence[Attempt]
@@ -86,17 +99,22 @@ class SqlOutboxStore:
         if not messages:
             return AckResult(written=0)
 
-        document = batch_document({"ID": m.id, **lifecycle_values(m)} for m in messages)
-
-        def run(conn: Connection) -> AckResult:
-            written = set(conn.execute(self._ack, {"batch": document, "token": token}).scalars())
-            history = [history_row(a) for a in attempts if a.message_id in written]
-            if history:
-                conn.execute(self._history, {"batch": batch_document(history)})
-            refused = tuple(m.id for m in messages if m.id not in written)
-            return AckResult(written=len(written), refused_ids=refused)
-
-        result = self._transaction(run)
+        document = ack_document(messages)
+        if self._ack_with_history is None:
+            result = self._transaction(
+                lambda conn: self._ack_then_history(conn, token, document, messages, attempts)
+            )
+        else:
+            params = {
+                "batch": document,
+                "token": token,
+                "history": history_document(attempts),
+            }
+            statement = self._ack_with_history
+            result = self._transaction(
+                lambda conn: _result(set(conn.execute(statement, params).scalars()), messages),
+                self._one_statement,
+            )
         if result.refused_ids:
             log.warning(
                 "lost lease: %d outcome(s) not written, rows now held by another claim: %s",
@@ -226,10 +244,24 @@ class SqlOutboxStore:
         )
         return set(conn.execute(query).scalars())
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
+    def _ack_then_history(
+        self,
+        conn: Connection,
+        token: str,
+        document: str,
+        messages: Sequence[Message],
+        attempts: Sequence[Attempt],
+    ) -> AckResult:
+        written = set(conn.execute(self._ack, {"batch": document, "token": token}).scalars())
+        history = [a for a in attempts if a.message_id in written]
+        if history:
+            conn.execute(self._history, {"batch": history_document(history)})
+        return _result(written, messages)
+
+    def _transaction(self, work: Callable[[Connection], T], engine: Engine | None = None) -> T:
         for attempt in range(1, _RETRIES + 1):
             try:
-                with self.engine.begin() as conn:
+                with (engine or self.engine).begin() as conn:
                     return work(conn)
             except DBAPIError as error:
                 if attempt == _RETRIES or not _retryable(error):
@@ -237,6 +269,11 @@ class SqlOutboxStore:
                 log.warning("database busy (%s), retrying transaction", _short(error))
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+
+def _result(written: set[int], messages: Sequence[Message]) -> AckResult:
+    refused = tuple(m.id for m in messages if m.id not in written)
+    return AckResult(written=len(written), refused_ids=refused)
 
 
 def _retryable(error: DBAPIError) -> bool:
