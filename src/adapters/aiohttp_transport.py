@@ -24,7 +24,7 @@ _CHUNK_BYTES = 16 * 1024
 def httpx_error_for(error: BaseException) -> type[httpx.TransportError] | None:
     """The httpx exception class that names this aiohttp failure, as httpx itself would."""
     name = httpx_name_for(error)
-    return None if name is None else getattr(httpx, name)  # type: ignore[no-any-return]
+    return None if name is None else getattr(httpx, name)
 
 
 @contextlib.contextmanager
