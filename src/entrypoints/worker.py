@@ -60,7 +60,11 @@ async def run(
     settings = container.settings()
     pipeline: Pipeline = container.pipeline()
     observer = PrometheusObserver()
-    pipeline.observer = observer
+    # a drain serving no /metrics has no reader of the per-message series: they would only
+    # cost CPU, so its pipeline keeps the null observer (a worker's children are read by
+    # the supervisor even without a port)
+    if mode == "worker" or settings.metrics_port:
+        pipeline.observer = observer
     if on_progress is not None:
         pipeline.on_progress = on_progress
     stop = stop or asyncio.Event()
