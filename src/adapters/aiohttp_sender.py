@@ -7,14 +7,13 @@ names follow httpx's (`ConnectError`, `ReadTimeout`, ...) so Status lines read t
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable
 
 import aiohttp
 import attrs
 
-from adapters.aiohttp_transport import httpx_error_for, pooled_session
+from adapters.aiohttp_pool import httpx_name_for, pooled_session
 from adapters.http_common import attempt_within, excerpt, read_at_most, retry_after, since
 from adapters.webhooks import WebhookHeaders
 from domain.delivery import DeliveryRequest, DeliveryResult
@@ -82,7 +81,7 @@ class AiohttpMessageSender:
             self._session = pooled_session(
                 limit=options.concurrency,
                 keepalive_seconds=options.keepalive_seconds,
-                ssl_context=ssl.create_default_context(),  # always verified; nothing turns it off
+                ssl_context=None,  # aiohttp's verified default; nothing turns verification off
                 allow_private=options.allow_private,
                 timeout=aiohttp.ClientTimeout(
                     sock_connect=options.connect_timeout, sock_read=options.timeout
@@ -92,5 +91,4 @@ class AiohttpMessageSender:
 
 
 def _httpx_style_name(error: Exception) -> str:
-    mapped = httpx_error_for(error)
-    return mapped.__name__ if mapped is not None else type(error).__name__
+    return httpx_name_for(error) or type(error).__name__

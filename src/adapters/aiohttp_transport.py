@@ -16,56 +16,15 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 import aiohttp
 import httpx
 
-from adapters.public_resolver import resolver_for
+from adapters.aiohttp_pool import httpx_name_for, pooled_session
 
 _CHUNK_BYTES = 16 * 1024
-
-# most specific first: the first class that matches names the failure
-_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
-    (TimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
-    (aiohttp.ClientConnectionResetError, httpx.WriteError),
-    (aiohttp.ClientOSError, httpx.ReadError),
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
-    (aiohttp.ClientError, httpx.TransportError),
-    (ConnectionError, httpx.ReadError),
-)
-
-
-def pooled_session(
-    *,
-    limit: int,
-    keepalive_seconds: float,
-    ssl_context: ssl.SSLContext,
-    allow_private: bool,
-    timeout: aiohttp.ClientTimeout | None = None,
-) -> aiohttp.ClientSession:
-    """A keep-alive pool for both senders: bytes as sent (no decompression), no cookies kept,
-    no proxy from the environment; unless `allow_private`, names resolving to non-public
-    addresses are refused on every new connection."""
-    connector = aiohttp.TCPConnector(
-        limit=limit,
-        keepalive_timeout=keepalive_seconds,
-        ssl=ssl_context,
-        resolver=resolver_for(allow_private),
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-        timeout=timeout,
-    )
 
 
 def httpx_error_for(error: BaseException) -> type[httpx.TransportError] | None:
     """The httpx exception class that names this aiohttp failure, as httpx itself would."""
-    return next((target for source, target in _ERRORS if isinstance(error, source)), None)
+    name = httpx_name_for(error)
+    return None if name is None else getattr(httpx, name)
 
 
 @contextlib.contextmanager

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from application.dispatcher import Summary
 from entrypoints.container import Container
 from entrypoints.worker import Mode, run, run_loop
@@ -14,6 +11,9 @@ def drain_with_progress(container: Container, *, settle: bool, show: bool) -> Su
     mode: Mode = "settle" if settle else "drain"
     if not show:
         return run_loop(run(container, mode))
+    from rich.console import Console  # only with a bar: `--no-progress` starts without rich
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     total = container.store().due(container.clock().now())
     columns = (
         TextColumn("draining"),

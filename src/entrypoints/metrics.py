@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
 
 from application.dispatcher import Settled
 from domain.breaker import BreakerState, TargetHealth
 from domain.delivery import DeliveryResult
 
 HEARTBEAT = "outbox_worker_heartbeat_timestamp_seconds"
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
 class Exposition(Protocol):
@@ -26,6 +28,7 @@ class PrometheusObserver:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._series: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         self.claimed_total = Counter(
             "outbox_messages_claimed", "Rows claimed under a lease", registry=self.registry
         )
@@ -101,12 +104,21 @@ class PrometheusObserver:
             registry=self.registry,
         )
 
+    def _labelled(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, looked up once: prometheus_client validates and locks on
+        every call, and the pipeline reports several series per message."""
+        key = (metric, values)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = metric.labels(*values)
+        return found  # type: ignore[return-value]
+
     def claimed(self, count: int) -> None:
         self.claimed_total.inc(count)
         self.batch_size.observe(count)
 
     def settled(self, settled: Settled) -> None:
-        self.settled_total.labels(settled.outcome.value).inc()
+        self._labelled(self.settled_total, settled.outcome.value).inc()
         if settled.attempt is not None:
             self.latency.observe(settled.attempt.result.latency_ms / 1000)
 
@@ -118,12 +130,12 @@ class PrometheusObserver:
             self.target_state.labels(health.target, state.value).set(state is health.state)
 
     def target_load(self, target: str, in_flight: int, limit: int) -> None:
-        self.target_in_flight.labels(target).set(in_flight)
-        self.target_limit.labels(target).set(limit)
+        self._labelled(self.target_in_flight, target).set(in_flight)
+        self._labelled(self.target_limit, target).set(limit)
 
     def target_answered(self, target: str, result: DeliveryResult) -> None:
-        self.target_latency.labels(target).observe(result.latency_ms / 1000)
-        self.target_outcomes.labels(target, _outcome(result)).inc()
+        self._labelled(self.target_latency, target).observe(result.latency_ms / 1000)
+        self._labelled(self.target_outcomes, target, _outcome(result)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,7 +14,6 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
-from adapters.sql import notify
 from adapters.sql.migrate import check_schema
 from adapters.ssrf_guard import check_target
 from application.dispatcher import Summary
@@ -61,7 +60,11 @@ async def run(
     settings = container.settings()
     pipeline: Pipeline = container.pipeline()
     observer = PrometheusObserver()
-    pipeline.observer = observer
+    # a drain serving no /metrics has no reader of the per-message series: they would only
+    # cost CPU, so its pipeline keeps the null observer (a worker's children are read by
+    # the supervisor even without a port)
+    if mode == "worker" or settings.metrics_port:
+        pipeline.observer = observer
     if on_progress is not None:
         pipeline.on_progress = on_progress
     stop = stop or asyncio.Event()
@@ -69,7 +72,9 @@ async def run(
     _install_signals(stop)
     beat = _heartbeat(observer, lambda: pipeline.healthy)
     helpers = [asyncio.create_task(_maintain(container, observer, liveness, beat))]
-    if supports := notify.supports_notify(settings.database_url):
+    if supports := _supports_notify(settings.database_url):
+        from adapters.sql import notify
+
         helpers.append(
             asyncio.create_task(notify.listen(settings.database_url, settings.table, pipeline.wake))
         )
@@ -89,6 +94,15 @@ async def run(
         return await _dispatch(container, pipeline, mode, stop)
     finally:
         await _close(container, helpers, runner)
+
+
+def _supports_notify(database_url: str) -> bool:
+    """Imports the listener (and psycopg) only for PostgreSQL: the other stores start faster."""
+    if not database_url.startswith("postgresql"):
+        return False
+    from adapters.sql import notify
+
+    return notify.supports_notify(database_url)
 
 
 async def _dispatch(
