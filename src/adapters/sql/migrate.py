@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, Index, inspect, text
 from sqlalchemy.engine import Connection
 
@@ -23,6 +21,10 @@ def version_table(table: str) -> str:
 
 def migrate(engine: Engine, table: str = "Messages") -> None:
     """Create the table, or add the dispatcher's columns to an existing seed table. Idempotent."""
+    # imported here: a worker only checks the schema, and Alembic is ~15 % of its start-up
+    from alembic import command
+    from alembic.config import Config
+
     with engine.begin() as connection:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
