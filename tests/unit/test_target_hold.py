@@ -79,12 +79,21 @@ def test_a_new_outage_starts_its_spares_again_at_its_own_probe() -> None:
     assert seconds(held, again) == [(5, True), (65, True)]
 
 
+def test_a_row_kept_to_probe_made_due_early_stays_a_probe_once_every_spare_is_used() -> None:
+    target = open_target(T0)
+    for _ in range(8):
+        target.hold(T0)  # the probe row and every spare chosen: the rest are parked
+
+    assert seconds([target.hold(T0), target.hold(T0, kept=True)], T0) == [(305, False), (5, True)]
+
+
 def test_rows_held_back_by_a_retry_after_pause_all_go_at_its_end() -> None:
     target = Target(key="t", breaker=Breaker(settings=SETTINGS))
     throttled = DeliveryResult(status_code=429, latency_ms=1.0, retry_after_seconds=7)
     target.breaker = target.breaker.record(throttled, T0)
 
     assert seconds([target.hold(T0) for _ in range(3)], T0) == [(7, False)] * 3
+    assert seconds([target.hold(T0, kept=True)], T0) == [(7, True)]  # another worker's probe
 
 
 def test_a_row_kept_to_probe_that_went_through_resumes_the_target_once_per_cool_down() -> None:
