@@ -19,6 +19,7 @@ from domain.breaker import BreakerState, TargetHealth
 from domain.model import Message
 
 log = logging.getLogger(__name__)
+_PROBE_GRACE = 1.0  # seconds past a probe time for the row kept for it to have been claimed
 
 
 class BreakerEffects:
@@ -38,10 +39,13 @@ class BreakerEffects:
         self._offload = offload
         self._wake = wake
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watches: set[asyncio.Task[None]] = set()
 
     async def join(self) -> None:
-        """Wait for the reports and resumes still being written."""
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait for the reports and resumes still being written (probe watches just stop)."""
+        for watch in self._watches:
+            watch.cancel()
+        await asyncio.gather(*self._watches, *self._tasks, return_exceptions=True)
 
     def transition(
         self, target: Target, before: BreakerState, now: datetime, *, paused: bool
@@ -73,6 +77,30 @@ class BreakerEffects:
                     breaker.resumes_at(now).isoformat(timespec="seconds"),
                 )
             self.hold_backlog(target, now)
+            self._watch(target, breaker.resumes_at(now), now)
+
+    def _watch(self, target: Target, probe_at: datetime, now: datetime) -> None:
+        """At the breaker's probe time, claim at once rather than after an idle delay. The row
+        kept for a probe can be gone: another worker made it due early (its own pause ended)
+        and sent it, and it failed. If no probe went out shortly after, the rows this worker
+        held back are made due, so that one of them probes: else every row would wait for a
+        far spare or the park bound while the target may well be back."""
+        delay = max((probe_at - now).total_seconds(), 0.0)
+
+        async def watch() -> None:
+            await asyncio.sleep(delay)
+            self._wake()
+            if target.breaker.paused:  # its rows are all due at the pause end
+                return
+            await asyncio.sleep(_PROBE_GRACE)
+            breaker = target.breaker
+            if breaker.state is BreakerState.OPEN and breaker.probe_at == probe_at:
+                log.info("target %s: no row came to probe it; its held rows due again", target.key)
+                self.resume(target.key, held_back_only=True)
+
+        task = asyncio.get_running_loop().create_task(watch())
+        self._watches.add(task)
+        task.add_done_callback(self._watches.discard)
 
     def hold_backlog(self, target: Target, now: datetime) -> None:
         while target.backlog:
@@ -80,7 +108,7 @@ class BreakerEffects:
             self._acks.stage(token, self.held_back(message, target, now))
 
     def held_back(self, message: Message, target: Target, now: datetime) -> Settled:
-        until, probe = target.hold(now)
+        until, probe = target.hold(now, kept=status.kept_to_probe(message.status))
         kept = status.KEPT_TO_PROBE if probe else ""  # first, so no cut of a long line drops it
         reason = f"unavailable{kept} (circuit open: {target.breaker.last_error})"
         return self.deferred(message, target, reason, until)

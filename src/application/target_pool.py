@@ -89,18 +89,23 @@ class Target:
         ahead = len(self.backlog) + self.in_flight
         return ahead / max(self.limit, 1.0) * (self.latency or 0.0)
 
-    def hold(self, now: datetime) -> tuple[datetime, bool]:
+    def hold(self, now: datetime, kept: bool = False) -> tuple[datetime, bool]:
         """When a row held back now comes due, and whether it is kept to probe the target.
 
         The first row held back in each cool-down is due when the breaker will let one request
         through. The next ones are spares, one per longest cool-down up to the park bound, so
         that some row is due for every probe however long the outage lasts; the rest are parked
         until the bound (the same moment for all held back in one cool-down: one statement).
-        A probe's success resumes them at once, whichever worker sends it: see `resumes_on`."""
+        A probe's success resumes them at once, whichever worker sends it: see `resumes_on`.
+        A row already `kept` to probe (by any worker) that is back early, made due by another
+        worker's resume, stays a probe due at the next probe: parked with the others, it could
+        leave the outage without a row due for any probe, every row waiting out the bound."""
         breaker = self.breaker
         probe_at = breaker.resumes_at(now)
-        if breaker.paused:
-            return probe_at, False  # a Retry-After pause is short and known: all go at its end
+        if breaker.paused:  # a Retry-After pause is short and known: all go at its end
+            return probe_at, kept
+        if kept:
+            return probe_at, True
         if self.spares_since != breaker.since:  # a new outage: the old spares were resumed
             self.spares_since, self.spare_at = breaker.since, None
         if self.candidate_for != probe_at:

@@ -6,8 +6,11 @@ import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from adapters.clock import ManualClock
 from adapters.in_memory import InMemoryOutboxStore
+from application import breaker_effects
 from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
 from application.message_type_registry import discover
 from application.pipeline import Pipeline, PipelineSettings
@@ -79,12 +82,21 @@ def test_a_new_outage_starts_its_spares_again_at_its_own_probe() -> None:
     assert seconds(held, again) == [(5, True), (65, True)]
 
 
+def test_a_row_kept_to_probe_made_due_early_stays_a_probe_once_every_spare_is_used() -> None:
+    target = open_target(T0)
+    for _ in range(8):
+        target.hold(T0)  # the probe row and every spare chosen: the rest are parked
+
+    assert seconds([target.hold(T0), target.hold(T0, kept=True)], T0) == [(305, False), (5, True)]
+
+
 def test_rows_held_back_by_a_retry_after_pause_all_go_at_its_end() -> None:
     target = Target(key="t", breaker=Breaker(settings=SETTINGS))
     throttled = DeliveryResult(status_code=429, latency_ms=1.0, retry_after_seconds=7)
     target.breaker = target.breaker.record(throttled, T0)
 
     assert seconds([target.hold(T0) for _ in range(3)], T0) == [(7, False)] * 3
+    assert seconds([target.hold(T0, kept=True)], T0) == [(7, True)]  # another worker's probe
 
 
 def test_a_row_kept_to_probe_that_went_through_resumes_the_target_once_per_cool_down() -> None:
@@ -153,3 +165,26 @@ def test_rows_one_worker_parked_go_when_another_worker_delivers_its_probe_row() 
 
     assert all(m.state is State.SENT for m in store.all())
     assert all(m.attempts == 1 for m in store.all() if m.id in {p.id for p in parked})
+
+
+def test_rows_held_back_go_again_when_no_row_came_to_probe_the_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(breaker_effects, "_PROBE_GRACE", 0.0)
+    store, clock = InMemoryOutboxStore(), ManualClock(T0)
+    store.enqueue([NewMessage(user_id=1, body="hi") for _ in range(3)])
+    pipeline = worker(store, Receiver(), clock, "b")
+    claimed = store.claim(owner="b", token="t", limit=3, now=T0, lease_until=T0)
+    parked = T0 + timedelta(seconds=300)  # the probe row went to another worker: all parked
+    store.defer("t", [m.id for m in claimed], parked, status.waiting(URL, "unavailable", parked))
+    target = pipeline.gate._pool.of(URL)
+
+    async def open_then_wait() -> None:
+        target.breaker = target.breaker.record(DOWN, T0)  # probe at T0 + 5 s: none comes
+        pipeline.effects._watch(target, target.breaker.resumes_at(T0), T0 + timedelta(seconds=5))
+        await asyncio.sleep(0.05)
+        await pipeline.effects.join()
+
+    asyncio.run(open_then_wait())
+
+    assert [m.next_attempt_at for m in store.all()] == [clock.now()] * 3
