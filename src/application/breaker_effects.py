@@ -64,6 +64,13 @@ class BreakerEffects:
         breaker = target.breaker
         if breaker.state is BreakerState.CLOSED:
             log.info("target %s is healthy again: circuit closed", target.key)
+            if paused and not target.parked:
+                # rows held back for a Retry-After pause are due at its end already; making
+                # every held row due would also release those other workers' breakers hold,
+                # to be claimed and held back again (a receiver throttling now and then made
+                # two workers re-claim each row about forty times)
+                self._wake()
+                return
             # after an outage its rows in retry backoff go too; after a Retry-After pause only
             # those held back, so no row goes before the Retry-After it was given
             self.resume(target.key, held_back_only=paused)

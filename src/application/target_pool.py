@@ -58,6 +58,7 @@ class Target:
     spare_at: datetime | None = None  # the last row kept for a later probe
     spares_since: datetime | None = None  # the breaker's `since` the spares were kept for
     resumed_at: datetime | None = None
+    parked: bool = False  # rows held back beyond the next probe since the last resume
     reported: bool = False
     latency: float | None = None  # seconds, a moving average of this target's answers
 
@@ -115,6 +116,7 @@ class Target:
         parked = probe_at + timedelta(seconds=settings.park_seconds)
         spare = max(self.spare_at or probe_at, probe_at)
         spare += timedelta(seconds=settings.cooldown_max_seconds)
+        self.parked = True
         if spare < parked:
             self.spare_at = spare
             return spare, True
@@ -135,7 +137,7 @@ class Target:
 
     def resumed(self, now: datetime) -> None:
         """The target's waiting rows were made due: spares kept so far are gone with them."""
-        self.resumed_at, self.spare_at = now, None
+        self.resumed_at, self.spare_at, self.parked = now, None, False
 
 
 class TargetPool:

@@ -13,14 +13,16 @@ from adapters.in_memory import InMemoryOutboxStore
 from application import breaker_effects
 from application.dispatcher import Dispatcher, DispatchSettings, TargetUrls
 from application.message_type_registry import discover
-from application.pipeline import Pipeline, PipelineSettings
+from application.offload import inline
+from application.pipeline import Pipeline
 from application.ports import NewMessage
 from application.target_pool import Target, TargetSettings
 from domain import status
-from domain.breaker import Breaker, BreakerSettings
+from domain.breaker import Breaker, BreakerSettings, BreakerState
 from domain.delivery import DeliveryRequest, DeliveryResult
 from domain.model import State
 from domain.retry import RetrySchedule
+from tests.unit.loop import settings, settle, until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SETTINGS = BreakerSettings(
@@ -139,7 +141,7 @@ def worker(
         settings=DispatchSettings(owner=name, batch_size=50, concurrency=4),
     )
     targets = TargetSettings(concurrency=4, breaker=SETTINGS)
-    return Pipeline(dispatcher, PipelineSettings(poll_interval=0.01, targets=targets))
+    return Pipeline(dispatcher, settings(targets=targets), offload=inline)
 
 
 def test_rows_one_worker_parked_go_when_another_worker_delivers_its_probe_row() -> None:
@@ -154,10 +156,7 @@ def test_rows_one_worker_parked_go_when_another_worker_delivers_its_probe_row() 
     async def other_worker() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(worker(store, receiver, clock, "a").run(stop))
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if all(m.state is State.SENT for m in store.all()):
-                break
+        await until(lambda: all(m.state is State.SENT for m in store.all()))
         stop.set()
         await task
 
@@ -182,9 +181,41 @@ def test_rows_held_back_go_again_when_no_row_came_to_probe_the_target(
     async def open_then_wait() -> None:
         target.breaker = target.breaker.record(DOWN, T0)  # probe at T0 + 5 s: none comes
         pipeline.effects._watch(target, target.breaker.resumes_at(T0), T0 + timedelta(seconds=5))
-        await asyncio.sleep(0.05)
+        await settle()
         await pipeline.effects.join()
 
     asyncio.run(open_then_wait())
 
     assert [m.next_attempt_at for m in store.all()] == [clock.now()] * 3
+
+
+PAUSE = DeliveryResult(status_code=429, latency_ms=1.0, retry_after_seconds=1.0)
+
+
+@pytest.mark.parametrize("parked", [False, True])
+def test_the_end_of_a_retry_after_pause_leaves_rows_other_workers_hold_back_alone(
+    parked: bool,
+) -> None:
+    """Rows held back for a pause are due at its end anyway; making every held row due would
+    also release those another worker's open breaker parked, to be claimed and held again."""
+    store, clock = InMemoryOutboxStore(), ManualClock(T0)
+    store.enqueue([NewMessage(user_id=1, body="hi") for _ in range(3)])
+    pipeline = worker(store, Receiver(), clock, "a")
+    claimed = store.claim(owner="b", token="t", limit=3, now=T0, lease_until=T0)
+    later = T0 + timedelta(seconds=300)  # parked by worker b, whose breaker is open
+    store.defer("t", [m.id for m in claimed], later, status.waiting(URL, "unavailable", later))
+    target = pipeline.gate._pool.of(URL)
+    target.breaker = target.breaker.record(PAUSE, T0)
+    target.parked = parked  # whether worker a itself parked rows beyond a probe meanwhile
+    clock.advance(2)
+    target.breaker = target.breaker.begin(clock.now())  # the pause is over: closed again
+
+    async def close() -> None:
+        pipeline.effects.transition(target, BreakerState.OPEN, clock.now(), paused=True)
+        await settle()
+        await pipeline.effects.join()
+
+    asyncio.run(close())
+
+    expected = clock.now() if parked else later
+    assert [m.next_attempt_at for m in store.all()] == [expected] * 3
