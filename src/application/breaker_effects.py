@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from application.ack_buffer import AckBuffer
 from application.dispatcher import Dispatcher, Outcome, Settled
 from application.observer import DispatchObserver, NullObserver
-from application.offload import Offload, describe
+from application.offload import Offload
 from application.target_pool import Target, TargetPool
+from application.target_writes import TargetWrites
 from domain import status
-from domain.breaker import BreakerState, TargetHealth
+from domain.breaker import BreakerState
 from domain.model import Message
 
 log = logging.getLogger(__name__)
@@ -36,16 +36,19 @@ class BreakerEffects:
         self.observer: DispatchObserver = NullObserver()
         self._pool = pool
         self._acks = acks
-        self._offload = offload
         self._wake = wake
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._writes = TargetWrites(dispatcher, pool, offload, wake)
         self._watches: set[asyncio.Task[None]] = set()
 
     async def join(self) -> None:
         """Wait for the reports and resumes still being written (probe watches just stop)."""
         for watch in self._watches:
             watch.cancel()
-        await asyncio.gather(*self._watches, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._watches, return_exceptions=True)
+        await self._writes.join()
+
+    def resume(self, key: str, *, held_back_only: bool) -> None:
+        self._writes.resume(key, held_back_only=held_back_only)
 
     def transition(
         self, target: Target, before: BreakerState, now: datetime, *, paused: bool
@@ -54,37 +57,38 @@ class BreakerEffects:
         after = target.breaker.state
         if after is not before or not target.reported:
             target.reported = True
-            self._report(target.health(self._pool.cap(now), now))
-        if after is not before:
-            self._breaker_changed(target, before, now, paused=paused)
+            health = target.health(self._pool.cap(now), now)
+            self.observer.target_changed(health)  # metrics now, the table in the background
+            self._writes.report(health)
+        if after is BreakerState.CLOSED and before is not after:
+            self._closed(target, now, paused=paused)
+        elif after is BreakerState.OPEN and before is not after:
+            self._opened(target, before, now)
 
-    def _breaker_changed(
-        self, target: Target, before: BreakerState, now: datetime, *, paused: bool
-    ) -> None:
+    def _closed(self, target: Target, now: datetime, *, paused: bool) -> None:
+        log.info("target %s is healthy again: circuit closed", target.key)
+        if paused and not target.parked:
+            # rows held back for a Retry-After pause are due at its end already; making every
+            # held row due would also release those other workers' open breakers hold, to be
+            # claimed and held back again (two workers re-claimed each row about forty times)
+            self._wake()
+            return
+        # after an outage its rows in retry backoff go too; after a Retry-After pause only
+        # those held back, so no row goes before the Retry-After it was given
+        self.resume(target.key, held_back_only=paused)
+        target.resumed(now)
+
+    def _opened(self, target: Target, before: BreakerState, now: datetime) -> None:
         breaker = target.breaker
-        if breaker.state is BreakerState.CLOSED:
-            log.info("target %s is healthy again: circuit closed", target.key)
-            if paused and not target.parked:
-                # rows held back for a Retry-After pause are due at its end already; making
-                # every held row due would also release those other workers' breakers hold,
-                # to be claimed and held back again (a receiver throttling now and then made
-                # two workers re-claim each row about forty times)
-                self._wake()
-                return
-            # after an outage its rows in retry backoff go too; after a Retry-After pause only
-            # those held back, so no row goes before the Retry-After it was given
-            self.resume(target.key, held_back_only=paused)
-            target.resumed(now)
-        elif breaker.state is BreakerState.OPEN:
-            if before is BreakerState.CLOSED:
-                log.warning(
-                    "target %s is unavailable (%s): circuit open, its rows wait until %s",
-                    target.key,
-                    breaker.last_error,
-                    breaker.resumes_at(now).isoformat(timespec="seconds"),
-                )
-            self.hold_backlog(target, now)
-            self._watch(target, breaker.resumes_at(now), now)
+        if before is BreakerState.CLOSED:
+            log.warning(
+                "target %s is unavailable (%s): circuit open, its rows wait until %s",
+                target.key,
+                breaker.last_error,
+                breaker.resumes_at(now).isoformat(timespec="seconds"),
+            )
+        self.hold_backlog(target, now)
+        self._watch(target, breaker.resumes_at(now), now)
 
     def _watch(self, target: Target, probe_at: datetime, now: datetime) -> None:
         """At the breaker's probe time, claim at once rather than after an idle delay. The row
@@ -128,41 +132,3 @@ class BreakerEffects:
             until,
         )
         return Settled(message=message.defer(until, line), outcome=Outcome.DEFERRED)
-
-    def _report(self, health: TargetHealth) -> None:
-        """Metrics now; the table for `outbox status` in the background (best effort)."""
-        self.observer.target_changed(health)
-
-        async def write() -> None:
-            try:
-                await self._offload(self.dispatcher.report_target, health)
-            except Exception as error:
-                log.warning(
-                    "recording the health of %s failed (%s)", health.target, describe(error)
-                )
-
-        self._background(write())
-
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def resume(self, key: str, *, held_back_only: bool) -> None:
-        types, excluding = self._pool.message_types(key)
-        now = self.dispatcher.clock.now()
-
-        async def resume() -> None:
-            try:
-                count = await self._offload(
-                    lambda: self.dispatcher.resume(
-                        now, types=types, excluding=excluding, held_back_only=held_back_only
-                    )
-                )
-            except Exception as error:
-                log.warning("resuming rows for %s failed (%s)", key, describe(error))
-                return
-            log.info("target %s: %d waiting row(s) due again", key, count)
-            self._wake()
-
-        self._background(resume())
