@@ -49,16 +49,8 @@ def psycopg_loop(
     done = 0
     started = time.perf_counter()
     while True:
-        token = uuid.uuid4().hex[:26]
-        now = datetime.now(UTC).replace(tzinfo=None)
-        params = {
-            "owner": "bench",
-            "token": token,
-            "limit": BATCH,
-            "now": now,
-            "lease_until": now + timedelta(seconds=30),
-            "key_prefix": f"msg_{token[:8]}_",
-        }
+        token, now = uuid.uuid4().hex[:26], datetime.now(UTC).replace(tzinfo=None)
+        params = claim_params(token, now)
         t0 = time.perf_counter()
         rows = conn.execute(claim, params).fetchall()
         conn.commit()
@@ -112,18 +104,23 @@ def psycopg_loop(
     return done / elapsed
 
 
+def claim_params(token: str, now: datetime) -> dict[str, Any]:
+    """The claim's parameters for one cycle of the hand-written loop."""
+    return {
+        "owner": "bench",
+        "token": token,
+        "limit": BATCH,
+        "now": now,
+        "lease_until": now + timedelta(seconds=30),
+        "key_prefix": f"msg_{token[:8]}_",
+    }
+
+
 def explain(db: BenchDatabase) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) of one cycle's three statements, as the server times them."""
     with psycopg.connect(_libpq(db)) as conn:
         token, now = uuid.uuid4().hex[:26], datetime.now(UTC).replace(tzinfo=None)
-        params = {
-            "owner": "bench",
-            "token": token,
-            "limit": BATCH,
-            "now": now,
-            "lease_until": now + timedelta(seconds=30),
-            "key_prefix": "msg_x_",
-        }
+        params = claim_params(token, now)
         claim_plan = _explain(conn, psycopg_sql("CLAIM"), params)
         rows = conn.execute(
             f'SELECT "ID", "Attempts", "IdempotencyKey" FROM "{TABLE}" WHERE "LeaseToken" = %s',
