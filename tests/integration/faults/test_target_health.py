@@ -200,7 +200,9 @@ def test_a_429_with_retry_after_pauses_that_target_while_the_others_keep_going(
     pause = 5
 
     with (
-        FaultReceiver(secret=SECRET, seed=7) as throttled,
+        # slow enough that its 400 rows are still going out when it starts to throttle (a fast
+        # worker could otherwise deliver them all between two polls of the test)
+        FaultReceiver(secret=SECRET, faults=Faults(latency_seconds=0.2), seed=7) as throttled,
         FaultReceiver(secret=SECRET, faults=Faults(latency_seconds=0.2), seed=8) as other,
     ):
         env = worker_env(database_url, throttled.url, OUTBOX_TARGET_URLS=f"json={other.url}")
