@@ -12,11 +12,12 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from application.ack_buffer import AckBuffer, Health
+from application.ack_buffer import AckBuffer, Health, failure_delay
 from application.dispatcher import Dispatcher
 from application.observer import DispatchObserver, NullObserver
-from application.offload import Offload, describe
+from application.offload import Offload
 from application.senders import Senders
+from domain.errors import one_line
 
 if TYPE_CHECKING:
     from application.pipeline import PipelineSettings
@@ -92,8 +93,8 @@ class Claimer:
 
     async def _failed(self, stop: asyncio.Event, error: Exception, failures: int) -> None:
         self._health.ok = False
-        delay = min(self._timing.failure_backoff_max, 0.1 * 2 ** min(failures, 10))
-        log.warning("claim failed (%s); retrying in %.1f s", describe(error), delay)
+        delay = failure_delay(failures, self._timing.failure_backoff_max)
+        log.warning("claim failed (%s); retrying in %.1f s", one_line(error), delay)
         await self._wait_any(stop, timeout=self._jitter(delay))
 
     def _jitter(self, seconds: float) -> float:

@@ -7,7 +7,8 @@ import logging
 
 from application.ack_buffer import AckBuffer
 from application.dispatcher import Dispatcher
-from application.offload import Offload, describe
+from application.offload import Offload
+from domain.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,6 @@ class LeaseKeeper:
         try:
             until, renewed = await self._offload(self.dispatcher.renew, tokens)
         except Exception as error:
-            log.warning("lease renewal failed (%s)", describe(error))
+            log.warning("lease renewal failed (%s)", one_line(error))
             return
         self.claims.renewed(renewed, until)

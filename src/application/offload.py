@@ -19,7 +19,3 @@ class Offload(Protocol):
 async def inline(func: Callable[..., T], /, *args: Any) -> T:
     """Run the call on the loop itself (for tests over the in-memory store)."""
     return func(*args)
-
-
-def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"

@@ -9,9 +9,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from application.dispatcher import Dispatcher
-from application.offload import Offload, describe
+from application.offload import Offload
 from application.target_pool import TargetPool
 from domain.breaker import TargetHealth
+from domain.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class TargetWrites:
                 await self._offload(self.dispatcher.report_target, health)
             except Exception as error:
                 log.warning(
-                    "recording the health of %s failed (%s)", health.target, describe(error)
+                    "recording the health of %s failed (%s)", health.target, one_line(error)
                 )
 
         self._background(write())
@@ -52,7 +53,7 @@ class TargetWrites:
                     )
                 )
             except Exception as error:
-                log.warning("resuming rows for %s failed (%s)", key, describe(error))
+                log.warning("resuming rows for %s failed (%s)", key, one_line(error))
                 return
             log.info("target %s: %d waiting row(s) due again", key, count)
             self._wake()
