@@ -1,6 +1,10 @@
 """At most `concurrency` rows routed at once. Claimed rows wait in a deque; a task is started
 for each free slot and takes row after row until none is left, so a busy worker keeps its
-tasks and an idle one has none, and no row goes through a queue's futures on its way."""
+tasks and an idle one has none, and no row goes through a queue's futures on its way.
+
+Senders are counted by `_running`, which a sender leaves in the same step in which it finds
+nothing left to take: a finished task stays in `_tasks` until the loop runs its done-callback,
+and rows submitted in between would otherwise wait for a sender that has already gone."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ class Senders:
         self._concurrency = concurrency
         self._waiting: deque[tuple[str, Message]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running = 0
 
     def waiting(self) -> int:
         return len(self._waiting)
@@ -30,15 +35,19 @@ class Senders:
     def submit(self, token: str, messages: tuple[Message, ...]) -> None:
         self._waiting.extend((token, message) for message in messages)
         loop = asyncio.get_running_loop()
-        while len(self._tasks) < min(self._concurrency, len(self._waiting)):
+        while self._running < min(self._concurrency, len(self._waiting)):
+            self._running += 1
             task = loop.create_task(self._send())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self) -> None:
-        while self._waiting:
-            token, message = self._waiting.popleft()
-            await self._gate.route(token, message)
+        try:
+            while self._waiting:
+                token, message = self._waiting.popleft()
+                await self._gate.route(token, message)
+        finally:
+            self._running -= 1
 
     def release_waiting(self) -> None:
         """On stopping: rows not yet routed go back to the table, due at once."""

@@ -170,6 +170,35 @@ def test_the_senders_route_at_most_their_concurrency_at_once() -> None:
     assert (waiting, routes.most, senders.waiting()) == (7, 3, 0)
 
 
+class Routes:
+    """Stands in for the target gate: records each row routed, at once."""
+
+    def __init__(self) -> None:
+        self.routed: list[int] = []
+
+    async def route(self, token: str, message: Message) -> None:
+        self.routed.append(message.id)
+
+
+def test_rows_submitted_as_the_last_sender_finishes_are_still_routed() -> None:
+    """A sender that found nothing left is done before the loop runs its done-callbacks;
+    rows submitted in between must start a sender of their own, not count on that one."""
+    _, _, dispatcher, claim = claimed(2)
+    first, second = claim.messages
+    routes = Routes()
+    senders = Senders(dispatcher, routes, acks_for(dispatcher), concurrency=2)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        senders.submit(claim.token, (first,))
+        # runs right after the sender's only step, before its done-callback
+        asyncio.get_running_loop().call_soon(senders.submit, claim.token, (second,))
+        await until(lambda: len(routes.routed) == 2, steps=50)
+
+    asyncio.run(scenario())
+
+    assert routes.routed == [first.id, second.id] and senders.waiting() == 0
+
+
 def test_stopping_the_senders_releases_the_rows_not_yet_routed() -> None:
     store, clock, dispatcher, claim = claimed(5)
     acks = acks_for(dispatcher)
