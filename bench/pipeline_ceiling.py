@@ -5,11 +5,12 @@
 
 Seeds `count` pending rows and drains them in this process with the production container
 (claim, prepare, sign, settle, ack with history; batch 500, concurrency 64), its sender
-replaced by one that builds the signed headers and answers 200 without a network. So the
-figures are what the worker adds to an HTTP exchange: CPU µs per message of the whole
-process (every thread; no start-up: the container is built before the clock starts) and the
-rate with no receiver at all. `outbox drain` cannot go faster than this rate, and its CPU
-per message is about this plus the bare client's (bench/cpu_ab.py).
+replaced by one that builds the signed headers and answers 200 without a network, on the
+event loop the worker uses (uvloop where installed). So the figures are what the worker adds
+to an HTTP exchange: CPU µs per message of the whole process (every thread; no start-up: the
+container is built before the clock starts) and the rate with no receiver at all. `outbox
+drain` cannot go faster than this rate, and its CPU per message is about this plus the bare
+client's (bench/cpu_ab.py). To compare a tree, put its `src` first on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bench.databases import BenchDatabase, postgres_database, sqlite_url
 from bench.processes import SECRET, Settings, outbox_env
 from domain.delivery import DeliveryRequest, DeliveryResult
 from entrypoints.container import build, release
+from entrypoints.worker import run_loop
 
 
 class InstantSender:
@@ -59,7 +61,7 @@ def one_round(db: BenchDatabase, count: int) -> tuple[float, float]:
         await release(container)
 
     cpu, wall = time.process_time(), time.perf_counter()
-    asyncio.run(drain())
+    run_loop(drain())  # uvloop where installed, as the worker runs
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     if pipeline.summary.sent != count or db.unfinished():
         raise RuntimeError(f"drained {pipeline.summary}, {db.unfinished()} rows left")

@@ -21,6 +21,20 @@ class State(enum.IntEnum):
     DEAD = 3
 
 
+_STATES = {state.value: state for state in State}
+
+
+def _state(value: State | int) -> State:
+    """`State(value)`, without the enum's own lookup when the value already is one (every
+    transition) or a plain valid int (every claimed row): a tenth of building a `Message`."""
+    if type(value) is State:
+        return value
+    try:
+        return _STATES[value]
+    except (KeyError, TypeError):
+        return State(value)  # raises the enum's own ValueError for anything else
+
+
 def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value}")
@@ -41,7 +55,7 @@ class Message:
     user_id: int | None
     body: str | None
     message_type: str = "default"
-    state: State = attrs.field(converter=State)
+    state: State = attrs.field(converter=_state)
     attempts: int = attrs.field(default=0, validator=_non_negative)
     next_attempt_at: datetime | None = attrs.field(default=None, validator=_aware)
     lease_owner: str | None = None
