@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.databases import BenchDatabase, postgres_database, sqlite_url
 from bench.nginx_receiver import nginx_receiver
-from bench.processes import Child, Finished, Settings, outbox_env
+from bench.processes import Child, Finished, Settings, outbox_env, source_trees
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,12 +60,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     args = parser.parse_args()
-    trees = {"after": args.after.resolve()}
-    if args.before is not None:
-        trees = {"before": args.before.resolve(), **trees}
-    for src in trees.values():  # else the editable install's tree would be measured instead
-        if not (src / "entrypoints").is_dir():
-            parser.error(f"{src} is not a src directory (no entrypoints/ in it)")
+    trees = source_trees(parser, args.before, args.after)
     with tempfile.TemporaryDirectory(prefix="outbox-ab-") as tmp, nginx_receiver() as target:
         if args.database == "sqlite":
             db = BenchDatabase("ab", sqlite_url(Path(tmp)))

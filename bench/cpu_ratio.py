@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench.databases import BenchDatabase, postgres_database, sqlite_url
 from bench.nginx_receiver import nginx_receiver
-from bench.processes import Settings, outbox_env
+from bench.processes import Settings, outbox_env, source_trees
 
 ROOT = Path(__file__).resolve().parent.parent
 WHOLE_RUN = 50_000  # the drain size, for the start-up share
@@ -100,12 +100,7 @@ def main() -> None:
     parser.add_argument("--no-bare", action="store_true", help="skip the bare aiohttp client")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind runs side by side")
     args = parser.parse_args()
-    trees = {"after": args.after.resolve()}
-    if args.before is not None:
-        trees = {"before": args.before.resolve(), **trees}
-    for src in trees.values():  # else the editable install's tree would be measured instead
-        if not (src / "entrypoints").is_dir():
-            parser.error(f"{src} is not a src directory (no entrypoints/ in it)")
+    trees = source_trees(parser, args.before, args.after)
     jobs: list[tuple[str, int]] = [(name, n) for name in trees for n in args.sizes]
     if not args.no_bare:
         jobs += [("bare aiohttp", n) for n in args.sizes]

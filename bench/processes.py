@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -109,3 +110,17 @@ def wait_until(
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(step)
+
+
+def source_trees(
+    parser: argparse.ArgumentParser, before: Path | None, after: Path
+) -> dict[str, Path]:
+    """{"before": …, "after": …} (before only when given), each checked to be a `src` tree:
+    the children put it first on PYTHONPATH, else the editable install's tree would run."""
+    trees = {"after": after.resolve()}
+    if before is not None:
+        trees = {"before": before.resolve(), **trees}
+    for src in trees.values():
+        if not (src / "entrypoints").is_dir():
+            parser.error(f"{src} is not a src directory (no entrypoints/ in it)")
+    return trees
