@@ -25,8 +25,8 @@ _STATES = {state.value: state for state in State}
 
 
 def _state(value: State | int) -> State:
-    """`State(value)`, without the enum's own lookup when the value already is one (every
-    transition) or a plain valid int (every claimed row): a tenth of building a `Message`."""
+    """`State(value)` without the enum's slower lookup when the value already is one (every
+    transition builds a `Message`) or a plain valid int (every claimed row)."""
     if type(value) is State:
         return value
     try:
