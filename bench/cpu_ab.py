@@ -39,7 +39,7 @@ def drain(db: BenchDatabase, src: Path, count: int, target: str, log: Path) -> F
     env.update(PYTHONPATH=f"{src}{os.pathsep}{ROOT}")
     finished = Child("drain", env, log).wait()
     if finished.returncode != 0 or db.unfinished():
-        raise RuntimeError(f"drain with {src} failed: see {log}")
+        raise RuntimeError(f"drain with {src} failed: {tail(log)}")
     return finished
 
 
@@ -48,8 +48,13 @@ def bare(count: int, target: str, log: Path) -> Finished:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     finished = Child("bare", env, log, argv=argv).wait()
     if finished.returncode != 0:
-        raise RuntimeError(f"the bare client failed: see {log}")
+        raise RuntimeError(f"the bare client failed: {tail(log)}")
     return finished
+
+
+def tail(log: Path) -> str:
+    """The end of a child's log (the directory holding it is gone once the run stops)."""
+    return log.read_text(errors="replace")[-2000:]
 
 
 def main() -> None:
