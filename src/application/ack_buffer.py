@@ -61,6 +61,11 @@ class AckBuffer:
         self._staged: dict[str, list[Settled]] = {}
         self._staged_count = 0
         self._flush_now = asyncio.Event()
+        self.moves = 0  # claims taken + outcomes staged, ever: it moves while rows do
+
+    def unsettled(self) -> int:
+        """Rows held that have no outcome yet (not even one waiting for its flush)."""
+        return self.held() - self._staged_count
 
     def held(self) -> int:
         return sum(self._outstanding.values())
@@ -73,6 +78,7 @@ class AckBuffer:
         return list(self._outstanding)
 
     def track(self, claim: Claim, started: datetime) -> None:
+        self.moves += 1
         self._outstanding[claim.token] = len(claim.messages)
         self._lease_until[claim.token] = self.dispatcher.lease_until(started)
 
@@ -81,6 +87,13 @@ class AckBuffer:
             if token in self._lease_until:
                 self._lease_until[token] = until
 
+    def abandon_lapsed(self) -> int:
+        """Stop counting the rows of claims whose lease has lapsed (a stuck pipeline's: see
+        LeaseKeeper); they are due again for any worker. Their lease end is kept, so a row
+        that surfaces later is released, not sent. Returns how many rows."""
+        lapsed = [token for token in self._outstanding if self.lapsed(token)]
+        return sum(self._outstanding.pop(token) for token in lapsed)
+
     def lapsed(self, token: str) -> bool:
         until = self._lease_until.get(token)
         return until is not None and self.dispatcher.clock.now() >= until
@@ -88,6 +101,7 @@ class AckBuffer:
     def stage(self, token: str, settled: Settled) -> None:
         self._staged.setdefault(token, []).append(settled)
         self._staged_count += 1
+        self.moves += 1
         if self._staged_count >= self._flush_size:
             self._flush_now.set()
 

@@ -34,6 +34,7 @@ class PipelineSettings:
     capacity: int | None = None
     min_idle_seconds: float = 0.01
     failure_backoff_max: float = 30.0
+    stall_seconds: float = 60.0  # rows held with no outcome this long: stuck (see leases.py)
     targets: TargetSettings = attrs.field(factory=TargetSettings)
 
 
@@ -59,7 +60,9 @@ class Pipeline:
         self.gate = TargetGate(dispatcher, pool, self.acks, self.effects, capacity=self.capacity)
         self.senders = Senders(dispatcher, self.gate, self.acks, concurrency=concurrency)
         self.claimer = self._claimer(offload, rng or random.Random())
-        self.leases = LeaseKeeper(dispatcher, self.acks, offload)
+        self.leases = LeaseKeeper(
+            dispatcher, self.acks, offload, stall_seconds=settings.stall_seconds
+        )
         self.observer = observer or NullObserver()
 
     def _ack_buffer(self, offload: Offload) -> AckBuffer:
@@ -107,8 +110,8 @@ class Pipeline:
 
     @property
     def healthy(self) -> bool:
-        """Whether the last claim and the last ack reached the database."""
-        return self._health.ok
+        """Whether the last claim and the last ack reached the database, and rows move."""
+        return self._health.ok and not self.leases.stalled
 
     def wake(self) -> None:
         """Claim now instead of waiting out the idle delay (e.g. on a PostgreSQL NOTIFY)."""

@@ -97,6 +97,12 @@ def _dispatch_settings(settings: Settings) -> DispatchSettings:
     )
 
 
+def _stall_seconds(settings: Settings) -> float:
+    """How long rows may be held with no outcome before the pipeline counts as stuck: three
+    whole attempts (connect + response timeouts), and never under a minute."""
+    return max(60.0, 3 * (settings.connect_timeout + settings.http_timeout))
+
+
 def _target_settings(settings: Settings) -> TargetSettings:
     return TargetSettings(
         concurrency=settings.concurrency,
@@ -188,6 +194,7 @@ class Container(containers.DeclarativeContainer):
     pipeline_settings = providers.Factory(
         PipelineSettings,
         poll_interval=settings.provided.poll_interval,
+        stall_seconds=providers.Callable(_stall_seconds, settings),
         targets=providers.Callable(_target_settings, settings),
     )
     pipeline = providers.Factory(Pipeline, dispatcher, pipeline_settings)
