@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def drain(db: BenchDatabase, src: Path, count: int, target: str, log: Path) -> Finished:
     db.reset()
     db.seed_pending(count)
-    db.analyze()
     db.engine.dispose()
     env = outbox_env(db.url, target + "/ab", Settings(batch_size=500, concurrency=64))
     env.update(PYTHONPATH=f"{src}{os.pathsep}{ROOT}")

@@ -50,7 +50,6 @@ def one_round(db: BenchDatabase, count: int) -> tuple[float, float]:
     """(CPU µs per message, messages per second) of one drain of `count` rows."""
     db.reset()
     db.seed_pending(count)
-    db.analyze()
     env = outbox_env(db.url, "http://127.0.0.1:9/none", Settings(batch_size=500, concurrency=64))
     container = build(env)
     container.sender.override(InstantSender())
