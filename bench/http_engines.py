@@ -172,9 +172,10 @@ def aiosonic_client(url: str, concurrency: int) -> EngineRun:
 
 def aiohttp_sender(url: str, concurrency: int) -> EngineRun:
     """The dispatcher's own sender: signing, SSRF-checked connector, bounded read, deadline."""
-    from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
+    from adapters.aiohttp_sender import AiohttpMessageSender
+    from adapters.http_common import HttpOptions
 
-    options = AiohttpOptions(
+    options = HttpOptions(
         timeout=10, connect_timeout=5, concurrency=concurrency, allow_private=True
     )
     sender = AiohttpMessageSender(options, secrets=(SECRET,), user_agent="outbox-bench")

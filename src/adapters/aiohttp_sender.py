@@ -11,23 +11,18 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-import attrs
 
 from adapters.aiohttp_pool import httpx_name_for, pooled_session
-from adapters.http_common import attempt_within, excerpt, read_at_most, retry_after, since
+from adapters.http_common import (
+    HttpOptions,
+    attempt_within,
+    excerpt,
+    read_at_most,
+    retry_after,
+    since,
+)
 from adapters.webhooks import WebhookHeaders
 from domain.delivery import DeliveryRequest, DeliveryResult
-
-
-@attrs.frozen(kw_only=True)
-class AiohttpOptions:
-    timeout: float
-    connect_timeout: float
-    concurrency: int
-    allow_private: bool = False
-    max_response_bytes: int = 65536
-    excerpt_chars: int = 200
-    keepalive_seconds: float = 15.0
 
 
 class AiohttpMessageSender:
@@ -35,7 +30,7 @@ class AiohttpMessageSender:
 
     def __init__(
         self,
-        options: AiohttpOptions,
+        options: HttpOptions,
         *,
         secrets: tuple[str, ...] = (),
         user_agent: str,

@@ -10,11 +10,26 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+import attrs
+
 from domain.delivery import DeliveryResult
 from domain.status import flatten
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 _DELTA_SECONDS = re.compile(r"^\d{1,10}$")
+
+
+@attrs.frozen(kw_only=True)
+class HttpOptions:
+    """What the aiohttp and reqwest senders are built from (the settings' HTTP part)."""
+
+    timeout: float
+    connect_timeout: float
+    concurrency: int
+    allow_private: bool = False
+    max_response_bytes: int = 65536
+    excerpt_chars: int = 200
+    keepalive_seconds: float = 15.0
 
 
 async def attempt_within(

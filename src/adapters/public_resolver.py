@@ -14,11 +14,9 @@ from typing import Any
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from adapters.ssrf_guard import non_public_kind
+from adapters.ssrf_guard import NonPublicAddress, non_public_kind
 
-
-class NonPublicAddress(OSError):
-    """The target's name resolved to an address deliveries may not go to."""
+__all__ = ["NonPublicAddress", "PublicOnlyResolver", "resolver_for"]
 
 
 class PublicOnlyResolver(AbstractResolver):

@@ -11,6 +11,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ALLOW_HINT = "set OUTBOX_ALLOW_PRIVATE_TARGETS=true to allow it"
 
 
+class NonPublicAddress(OSError):
+    """The target's name resolved to an address deliveries may not go to."""
+
+
 class TargetError(Exception):
     """A target URL is unusable or not allowed; the message is one line and names the host."""
 

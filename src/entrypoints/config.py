@@ -142,8 +142,8 @@ class Settings:
     log_format: Literal["text", "json"] = attrs.field(
         default="text", validator=_one_of("text", "json")
     )
-    http_engine: Literal["aiohttp", "httpx"] = attrs.field(
-        default="aiohttp", validator=_one_of("aiohttp", "httpx")
+    http_engine: Literal["reqwest", "aiohttp", "httpx"] = attrs.field(
+        default="reqwest", validator=_one_of("reqwest", "aiohttp", "httpx")
     )
     message_type_packages: tuple[str, ...] = attrs.field(default=(), validator=_check_packages)
     history_days: float = attrs.field(default=7.0, validator=_between(0, 3650))

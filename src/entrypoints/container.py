@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
-from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
+from adapters.aiohttp_sender import AiohttpMessageSender
 from adapters.clock import SystemClock
+from adapters.http_common import HttpOptions
 from adapters.in_memory import InMemoryOutboxStore
 from adapters.in_memory_browse import InMemoryOutboxBrowser
+from adapters.reqwest_sender import ReqwestMessageSender
 from adapters.sql.browse import SqlOutboxBrowser
 from adapters.sql.engine import make_engine
 from adapters.sql.store import SqlOutboxStore
@@ -130,8 +132,8 @@ def _httpx_sender(client: httpx.AsyncClient, **options: Any) -> HttpxMessageSend
     return HttpxMessageSender(client, **options)
 
 
-def _aiohttp_options(settings: Settings) -> AiohttpOptions:
-    return AiohttpOptions(
+def _http_options(settings: Settings) -> HttpOptions:
+    return HttpOptions(
         timeout=settings.http_timeout,
         connect_timeout=settings.connect_timeout,
         concurrency=settings.concurrency,
@@ -166,9 +168,15 @@ class Container(containers.DeclarativeContainer):
     )
     sender = providers.Selector(
         settings.provided.http_engine,
+        reqwest=providers.Singleton(
+            ReqwestMessageSender,
+            providers.Callable(_http_options, settings),
+            secrets=providers.Callable(Settings.signing_secrets, settings),
+            user_agent=providers.Callable(user_agent),
+        ),
         aiohttp=providers.Singleton(
             AiohttpMessageSender,
-            providers.Callable(_aiohttp_options, settings),
+            providers.Callable(_http_options, settings),
             secrets=providers.Callable(Settings.signing_secrets, settings),
             user_agent=providers.Callable(user_agent),
         ),

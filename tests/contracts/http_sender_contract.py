@@ -80,8 +80,8 @@ class HttpMessageSenderContract(MessageSenderContract):
         deliver(make_sender, request_to(f"{target.url}/hooks"))
 
         headers = target.seen[0].headers
-        assert headers["Content-Type"] == "application/json"
-        assert headers["User-Agent"] == USER_AGENT
+        assert headers["content-type"] == "application/json"
+        assert headers["user-agent"] == USER_AGENT
         assert headers["webhook-signature"].startswith("v1,")
 
     def test_a_refused_connection_is_a_connect_error_and_retried(

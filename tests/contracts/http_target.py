@@ -38,7 +38,7 @@ class Endpoint:
     huge_finished: threading.Event = attrs.field(factory=threading.Event)
 
     def received(self) -> list[Received]:
-        return [Received(s.path, s.headers.get("Idempotency-Key"), s.body) for s in self.seen]
+        return [Received(s.path, s.headers.get("idempotency-key"), s.body) for s in self.seen]
 
     def paths(self) -> list[str]:
         return [s.path for s in self.seen]
@@ -53,7 +53,9 @@ ENDPOINT = web.AppKey("endpoint", Endpoint)
 
 
 async def record(request: web.Request) -> Seen:
-    seen = Seen(request.path, dict(request.headers), await request.read())
+    # names lowercased: HTTP header names are case-insensitive and engines differ in the case
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    seen = Seen(request.path, headers, await request.read())
     request.app[ENDPOINT].seen.append(seen)
     return seen
 

@@ -12,15 +12,15 @@ from aiohttp import web
 
 
 @contextlib.contextmanager
-def serving(app: web.Application) -> Iterator[str]:
-    """Serve `app` on a free 127.0.0.1 port for the block; yields its base URL."""
+def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `app` on `host` (a free port unless given) for the block; yields its base URL."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     try:
-        port = asyncio.run_coroutine_threadsafe(_start(runner), loop).result(timeout=10)
-        yield f"http://127.0.0.1:{port}"
+        bound = asyncio.run_coroutine_threadsafe(_start(runner, host, port), loop).result(10)
+        yield f"http://{host}:{bound}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
@@ -28,9 +28,9 @@ def serving(app: web.Application) -> Iterator[str]:
         loop.close()
 
 
-async def _start(runner: web.AppRunner) -> int:
+async def _start(runner: web.AppRunner, host: str, port: int) -> int:
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     return int(runner.addresses[0][1])
 

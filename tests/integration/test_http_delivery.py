@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.aiohttp_sender import AiohttpMessageSender, AiohttpOptions
+from adapters.aiohttp_sender import AiohttpMessageSender
+from adapters.http_common import HttpOptions
 from adapters.httpx_sender import HttpxMessageSender, make_http_client
+from adapters.reqwest_sender import ReqwestMessageSender
 from tests.contracts.http_sender_contract import (
     SECRET,
     TIMEOUT,
@@ -21,8 +23,13 @@ def httpx_sender() -> HttpxMessageSender:
 
 
 def aiohttp_sender() -> AiohttpMessageSender:
-    options = AiohttpOptions(timeout=TIMEOUT, connect_timeout=TIMEOUT, concurrency=4)
+    options = HttpOptions(timeout=TIMEOUT, connect_timeout=TIMEOUT, concurrency=4)
     return AiohttpMessageSender(options, secrets=(SECRET,), user_agent=USER_AGENT)
+
+
+def reqwest_sender() -> ReqwestMessageSender:
+    options = HttpOptions(timeout=TIMEOUT, connect_timeout=TIMEOUT, concurrency=4)
+    return ReqwestMessageSender(options, secrets=(SECRET,), user_agent=USER_AGENT)
 
 
 class TestHttpxMessageSender(HttpMessageSenderContract):
@@ -35,3 +42,9 @@ class TestAiohttpMessageSender(HttpMessageSenderContract):
     @pytest.fixture
     def make_sender(self) -> MakeSender:
         return aiohttp_sender
+
+
+class TestReqwestMessageSender(HttpMessageSenderContract):
+    @pytest.fixture
+    def make_sender(self) -> MakeSender:
+        return reqwest_sender

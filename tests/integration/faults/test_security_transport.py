@@ -140,7 +140,7 @@ def test_a_private_target_is_refused_at_start_unless_allowed(
     assert codes == [0] and len(receiver.deliveries()) == 1
 
 
-@pytest.mark.parametrize("engine", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("engine", ["reqwest", "aiohttp", "httpx"])
 def test_tls_verification_cannot_be_switched_off_by_any_setting(
     sqlite_store: SqlOutboxStore, sqlite_url: str, tmp_path: Path, engine: str
 ) -> None:
@@ -182,7 +182,10 @@ def tls_switches_in_settings() -> list[str]:
 
 def tls_switches_in_source() -> list[str]:
     """Code that could turn verification off: none may exist under src/."""
-    pattern = re.compile(r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|ssl\s*=\s*False")
+    pattern = re.compile(
+        r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|ssl\s*=\s*False"
+        r"|danger_accept_invalid|add_root_certificate"
+    )
     return [
         f"{path.relative_to(SRC)}:{number}"
         for path in SRC.rglob("*.py")
