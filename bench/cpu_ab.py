@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.cpu_ab [--before DIR] [--after DIR] [--count 50000]
                                      [--rounds 5] [--database postgresql|sqlite]
+                                     [--engine reqwest --engine aiohttp ...]
 
 Each round seeds `count` pending rows and drains them once with each tree (the order swapped
 every round), against the loopback nginx of bench/nginx_receiver.py, batch 500, concurrency 64,
@@ -11,7 +12,8 @@ server is another process and not counted) and its rate. A change shows as the m
 per-round ratios after / before, and each tree against the bare client as the median of its
 per-round ratios (issue 13's measure): pairing within a round cancels most of a shared
 machine's drift, where callgrind (bench/cpu_ratio.py) counts instructions but alters the
-timing the pipeline sees. Without `--before` only `--after` and the bare client run.
+timing the pipeline sees. Without `--before` only `--after` and the bare client run. With
+`--engine` (repeatable) the `--after` tree drains once per named OUTBOX_HTTP_ENGINE instead.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ from bench.processes import Child, Finished, Settings, outbox_env, source_trees
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def drain(db: BenchDatabase, src: Path, count: int, target: str, log: Path) -> Finished:
+Variant = tuple[Path, dict[str, str]]  # a src tree and the settings it drains with
+
+
+def drain(db: BenchDatabase, variant: Variant, count: int, target: str, log: Path) -> Finished:
+    src, extra = variant
     db.reset()
     db.seed_pending(count)
     db.engine.dispose()
-    env = outbox_env(db.url, target + "/ab", Settings(batch_size=500, concurrency=64))
+    env = outbox_env(db.url, target + "/ab", Settings(batch_size=500, concurrency=64), **extra)
     env.update(PYTHONPATH=f"{src}{os.pathsep}{ROOT}")
     finished = Child("drain", env, log).wait()
     if finished.returncode != 0 or db.unfinished():
@@ -63,22 +69,28 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--engine", action="append", choices=("reqwest", "aiohttp", "httpx"))
     args = parser.parse_args()
     trees = source_trees(parser, args.before, args.after)
+    variants: dict[str, Variant] = {name: (src, {}) for name, src in trees.items()}
+    if args.engine:
+        if args.before is not None:
+            parser.error("--engine compares engines on one tree: leave out --before")
+        variants = {e: (trees["after"], {"OUTBOX_HTTP_ENGINE": e}) for e in args.engine}
     with tempfile.TemporaryDirectory(prefix="outbox-ab-") as tmp, nginx_receiver() as target:
         if args.database == "sqlite":
             db = BenchDatabase("ab", sqlite_url(Path(tmp)))
-            run_all(db, trees, args, target, Path(tmp))
+            run_all(db, variants, args, target, Path(tmp))
         else:
             with postgres_database(f"outbox_ab_{os.getpid()}") as url:
                 db = BenchDatabase("ab", url)
-                run_all(db, trees, args, target, Path(tmp))
+                run_all(db, variants, args, target, Path(tmp))
                 db.close()
 
 
 def run_all(
     db: BenchDatabase,
-    trees: dict[str, Path],
+    trees: dict[str, Variant],
     args: argparse.Namespace,
     target: str,
     tmp: Path,
@@ -109,6 +121,12 @@ def run_all(
         )
     for name in trees:
         print(f"  {name} / bare: CPU {median_ratio(cpu[name], cpu['bare'])}")
+    if len(trees) == 2 and "before" not in trees:
+        first, second = list(trees)
+        print(
+            f"  {first} / {second}: CPU {median_ratio(cpu[first], cpu[second])}, "
+            f"rate {median_ratio(rate[first], rate[second])}"
+        )
     if "before" in trees:
         print(
             f"  after / before: CPU {median_ratio(cpu['after'], cpu['before'])}, "
