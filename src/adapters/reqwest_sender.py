@@ -10,7 +10,8 @@ this sender resolves each target host itself, refuses it when any address is not
 name (reqwest's static `resolve`): TLS still sends the name (SNI) and verifies the certificate
 against it. The host is resolved again once `repin_seconds` have passed; an unchanged answer
 keeps the client and its warm connections, a changed one gets a new client, checked like the
-first (DNS rebinding), and the old client is closed once its requests are over.
+first (DNS rebinding), and the old client is closed once its requests are over; a lookup
+that fails (DNS down, not the target) keeps the address checked before.
 
 Error names follow httpx's (`ConnectError`, `ReadTimeout`, ...) so Status lines read the same
 on every engine; a request still running at connect + read timeout is `AttemptTimeout`.
@@ -215,13 +216,22 @@ class ReqwestMessageSender:
 
     async def _pin(self, origin: Origin) -> _Pin:
         _, host, port = origin
+        old = self._pins.get(origin)
         if _is_literal(host):  # cannot rebind; the start-up check covers it, as on aiohttp
             addresses = [host]
         else:
-            async with asyncio.timeout(self._options.connect_timeout):
-                addresses = await self._resolve(host, port)
-        if not addresses:
-            raise OSError(f"{host} resolves to no address")
+            try:
+                async with asyncio.timeout(self._options.connect_timeout):
+                    addresses = await self._resolve(host, port)
+                if not addresses:
+                    raise OSError(f"{host} resolves to no address")
+            except (OSError, TimeoutError) as error:
+                if old is None:
+                    raise
+                # DNS is down, not the target: the address checked before stays good
+                log.warning("%s did not resolve (%s); keeping %s", host, error, old.address)
+                old.until = self._monotonic() + self._repin_seconds
+                return old
         if not self._options.allow_private and not _is_literal(host):
             for address in addresses:
                 kind = non_public_kind(ipaddress.ip_address(address))
@@ -229,7 +239,6 @@ class ReqwestMessageSender:
                     raise NonPublicAddress(f"{host} resolves to {address} ({kind}): refused")
         now = self._monotonic()
         await self._close_retired(now)
-        old = self._pins.get(origin)
         if old is not None and old.address == addresses[0]:
             old.until = now + self._repin_seconds
             return old

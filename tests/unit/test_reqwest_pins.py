@@ -129,6 +129,19 @@ def test_a_lookup_that_fails_is_a_connect_error(world: World) -> None:
     assert result.error == "ConnectError"
 
 
+def test_a_failed_lookup_keeps_the_address_checked_before(world: World) -> None:
+    world.send()
+
+    async def failing(host: str, port: int) -> list[str]:
+        raise OSError("Temporary failure in name resolution")
+
+    world.sender._resolve = failing
+    [during_outage] = world.send(after=11)
+
+    assert during_outage.status_code == 204 and during_outage.excerpt == PUBLIC
+    assert len(world.clients) == 1
+
+
 def test_a_url_that_is_not_http_is_unsupported(world: World) -> None:
     request = DeliveryRequest(
         message_id=1, url="ftp://hooks.example.com/x", body=b"{}", idempotency_key="k", attempt=1
