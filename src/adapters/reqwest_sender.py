@@ -109,6 +109,7 @@ class ReqwestMessageSender:
         self._in_flight: dict[asyncio.Task[Any], float] = {}
         self._overdue: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"ReqwestMessageSender({self._headers!r})"
@@ -158,6 +159,7 @@ class ReqwestMessageSender:
         self._watchdog = None
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -197,6 +199,8 @@ class ReqwestMessageSender:
 
     async def _pinned(self, origin: Origin) -> _Pin:
         """The origin's client, pinned again if due; one resolution at a time per origin."""
+        if self._closed:  # closing dropped every pin, so each later send comes here
+            raise RuntimeError("the sender is closed")
         waiting = self._pinning.get(origin)
         if waiting is not None:
             return await asyncio.shield(waiting)

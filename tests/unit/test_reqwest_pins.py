@@ -118,6 +118,15 @@ def test_closing_the_sender_closes_every_client_it_built(world: World) -> None:
     assert [client.close.await_count for client in world.clients] == [1, 1]
 
 
+def test_a_closed_sender_sends_nothing(world: World) -> None:
+    world.send()
+    asyncio.run(world.sender.aclose())
+
+    [after] = world.send()
+
+    assert after.error == "RuntimeError" and len(world.clients) == 1
+
+
 def test_a_lookup_that_fails_is_a_connect_error(world: World) -> None:
     async def failing(host: str, port: int) -> list[str]:
         raise OSError("Name or service not known")
