@@ -170,24 +170,30 @@ def aiosonic_client(url: str, concurrency: int) -> EngineRun:
     return EngineRun(post, close)
 
 
-def aiohttp_sender(url: str, concurrency: int) -> EngineRun:
-    """The dispatcher's own sender: signing, SSRF-checked connector, bounded read, deadline."""
-    from adapters.aiohttp_sender import AiohttpMessageSender
-    from adapters.http_common import HttpOptions
+def our_sender(engine: str) -> Engine:
+    """One of the dispatcher's own senders: signing, the SSRF guard, bounded read, deadline."""
 
-    options = HttpOptions(
-        timeout=10, connect_timeout=5, concurrency=concurrency, allow_private=True
-    )
-    sender = AiohttpMessageSender(options, secrets=(SECRET,), user_agent="outbox-bench")
+    def build(url: str, concurrency: int) -> EngineRun:
+        from adapters.aiohttp_sender import AiohttpMessageSender
+        from adapters.http_common import HttpOptions
+        from adapters.reqwest_sender import ReqwestMessageSender
 
-    async def post(index: int) -> int:
-        request = DeliveryRequest(
-            message_id=index, url=url, body=body(index), idempotency_key=f"k{index}", attempt=1
+        options = HttpOptions(
+            timeout=10, connect_timeout=5, concurrency=concurrency, allow_private=True
         )
-        result = await sender.send(request)
-        return result.status_code or 0
+        kind = ReqwestMessageSender if engine == "reqwest" else AiohttpMessageSender
+        sender = kind(options, secrets=(SECRET,), user_agent="outbox-bench")
 
-    return EngineRun(post, sender.aclose)
+        async def post(index: int) -> int:
+            request = DeliveryRequest(
+                message_id=index, url=url, body=body(index), idempotency_key=f"k{index}", attempt=1
+            )
+            result = await sender.send(request)
+            return result.status_code or 0
+
+        return EngineRun(post, sender.aclose)
+
+    return build
 
 
 ENGINES: dict[str, Engine] = {
@@ -195,7 +201,8 @@ ENGINES: dict[str, Engine] = {
     "pyreqwest": pyreqwest_client,
     "rnet": rnet_client,
     "aiosonic": aiosonic_client,
-    "AiohttpMessageSender (ours)": aiohttp_sender,
+    "AiohttpMessageSender (ours)": our_sender("aiohttp"),
+    "ReqwestMessageSender (ours)": our_sender("reqwest"),
     "httpx + httpx-aiohttp transport": httpx_aiohttp,
     "httpx + our aiohttp transport": httpx_client("aiohttp"),
     "httpx + httpcore (default)": httpx_client("httpcore"),

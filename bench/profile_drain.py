@@ -31,6 +31,7 @@ AREAS = (
     ("SQLite driver", "sqlite3"),
     ("SQLAlchemy", "sqlalchemy"),
     ("aiohttp client", "aiohttp"),
+    ("reqwest client (pyreqwest, its Tokio thread)", "pyreqwest"),
     ("HMAC signing", "webhooks.py"),
     ("JSON / message types", "message_types"),
     ("domain (status lines, transitions)", "domain/"),
@@ -38,7 +39,7 @@ AREAS = (
     ("dispatcher service", "application/dispatcher.py"),
     ("pipeline (claimer, senders, target gate, acks)", "application/"),
     ("SQL store adapter", "adapters/sql"),
-    ("sender adapter", "aiohttp_sender.py"),
+    ("sender adapter", "_sender.py"),
     ("asyncio / uvloop", "asyncio"),
     ("start-up imports", "<frozen importlib"),
 )
