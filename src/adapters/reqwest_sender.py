@@ -143,20 +143,22 @@ class ReqwestMessageSender:
         """The backstop behind reqwest's own deadline: a request still unanswered a second
         past it is cancelled (and logged), so one lost answer cannot hold its row, and a
         half-open breaker's probe, for ever. One timer for all requests, not one each."""
-        while self._in_flight:
-            await asyncio.sleep(_WATCH_SECONDS)
-            overdue = time.perf_counter() - self._deadline - _WATCH_SECONDS
-            for task, started in list(self._in_flight.items()):
-                if started < overdue and task not in self._overdue:
-                    log.error(
-                        "a request still had no answer %.1f s after it started, past its"
-                        " %.1f s deadline: cancelled (reported as AttemptTimeout)",
-                        time.perf_counter() - started,
-                        self._deadline,
-                    )
-                    self._overdue.add(task)
-                    task.cancel()
-        self._watchdog = None
+        try:
+            while self._in_flight:
+                await asyncio.sleep(_WATCH_SECONDS)
+                overdue = time.perf_counter() - self._deadline - _WATCH_SECONDS
+                for task, started in list(self._in_flight.items()):
+                    if started < overdue and task not in self._overdue:
+                        log.error(
+                            "a request still had no answer %.1f s after it started, past its"
+                            " %.1f s deadline: cancelled (reported as AttemptTimeout)",
+                            time.perf_counter() - started,
+                            self._deadline,
+                        )
+                        self._overdue.add(task)
+                        task.cancel()
+        finally:  # idle, or its event loop is closing: the next send starts another
+            self._watchdog = None
 
     async def aclose(self) -> None:
         self._closed = True
