@@ -22,6 +22,7 @@ import aiohttp
 import httpx
 
 from adapters.httpx_sender import HttpxMessageSender, make_http_client
+from application.ports import MessageSender
 from bench.nginx_receiver import nginx_receiver
 from domain.delivery import DeliveryRequest
 
@@ -81,21 +82,26 @@ def _httpx_run(client: httpx.AsyncClient, url: str) -> EngineRun:
     return EngineRun(post, client.aclose)
 
 
+def sending(sender: MessageSender, url: str) -> EngineRun:
+    """An engine run that posts through one of the dispatcher's own senders."""
+
+    async def post(index: int) -> int:
+        request = DeliveryRequest(
+            message_id=index, url=url, body=body(index), idempotency_key=f"k{index}", attempt=1
+        )
+        result = await sender.send(request)
+        return result.status_code or 0
+
+    return EngineRun(post, sender.aclose)
+
+
 def sender(engine: str) -> Engine:
     def build(url: str, concurrency: int) -> EngineRun:
         client = make_http_client(
             timeout=10, connect_timeout=5, concurrency=concurrency, engine=engine
         )
         sender = HttpxMessageSender(client, secrets=(SECRET,), user_agent="outbox-bench")
-
-        async def post(index: int) -> int:
-            request = DeliveryRequest(
-                message_id=index, url=url, body=body(index), idempotency_key=f"k{index}", attempt=1
-            )
-            result = await sender.send(request)
-            return result.status_code or 0
-
-        return EngineRun(post, sender.aclose)
+        return sending(sender, url)
 
     return build
 
@@ -183,15 +189,7 @@ def our_sender(engine: str) -> Engine:
         )
         kind = ReqwestMessageSender if engine == "reqwest" else AiohttpMessageSender
         sender = kind(options, secrets=(SECRET,), user_agent="outbox-bench")
-
-        async def post(index: int) -> int:
-            request = DeliveryRequest(
-                message_id=index, url=url, body=body(index), idempotency_key=f"k{index}", attempt=1
-            )
-            result = await sender.send(request)
-            return result.status_code or 0
-
-        return EngineRun(post, sender.aclose)
+        return sending(sender, url)
 
     return build
 
