@@ -4,10 +4,12 @@ client kept while the answer holds and replaced (the old one closed later) when 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 from unittest.mock import AsyncMock
 
 import pytest
+from pyreqwest import exceptions as reqwest_errors
 from pytest_mock import MockerFixture
 
 from adapters.http_common import HttpOptions
@@ -205,3 +207,41 @@ def test_a_cancel_from_outside_still_cancels_the_send(mocker: MockerFixture) -> 
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(run())
+
+
+def _timeout(kind: type[Exception], *causes: str) -> Exception:
+    first = "error sending request for url (https://hooks.example.com/connect)"
+    return kind("timeout", {"causes": [{"message": m} for m in (first, *causes)]})
+
+
+@pytest.mark.parametrize(
+    ("error", "name"),
+    [
+        # the connector timed out: its causes name it (the URL in the first one does not count)
+        (_timeout(reqwest_errors.ConnectTimeoutError, "client error (Connect)"), "ConnectTimeout"),
+        # reqwest reports a response head that never came as a connect timeout too
+        (_timeout(reqwest_errors.ConnectTimeoutError, "operation timed out"), "ReadTimeout"),
+        (_timeout(reqwest_errors.ReadTimeoutError, "operation timed out"), "ReadTimeout"),
+    ],
+)
+def test_timeouts_before_the_deadline_are_named_as_httpx_names_them(
+    mocker: MockerFixture, error: Exception, name: str
+) -> None:
+    world = World(mocker)
+    mocker.patch.object(world.sender, "_post", side_effect=error)
+
+    [result] = world.send()
+
+    assert result.error == name
+
+
+def test_a_timeout_at_the_attempt_deadline_is_an_attempt_timeout(mocker: MockerFixture) -> None:
+    world = World(mocker)
+    clock = itertools.chain([0.0], itertools.repeat(10.0))  # then the 3 s deadline long past
+    mocker.patch("adapters.reqwest_sender.time.perf_counter", side_effect=lambda: next(clock))
+    error = _timeout(reqwest_errors.ReadTimeoutError, "operation timed out")
+    mocker.patch.object(world.sender, "_post", side_effect=error)
+
+    [result] = world.send()
+
+    assert result.error == "AttemptTimeout"
