@@ -87,6 +87,13 @@ class BreakerEffects:
                 breaker.last_error,
                 breaker.resumes_at(now).isoformat(timespec="seconds"),
             )
+        else:  # a failed probe: the cool-down grows, which is what stretches a slow recovery
+            log.info(
+                "target %s: the probe failed (%s); circuit open again, next probe at %s",
+                target.key,
+                breaker.last_error,
+                breaker.resumes_at(now).isoformat(timespec="seconds"),
+            )
         self.hold_backlog(target, now)
         self._watch(target, breaker.resumes_at(now), now)
 

@@ -219,3 +219,28 @@ def test_the_end_of_a_retry_after_pause_leaves_rows_other_workers_hold_back_alon
 
     expected = clock.now() if parked else later
     assert [m.next_attempt_at for m in store.all()] == [expected] * 3
+
+
+def test_a_failed_probe_is_logged_with_the_next_probe_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closed → open says the target is unavailable; a failed probe (half-open → open) says so
+    too, with the grown cool-down: else a slow recovery reads as silence in the log."""
+    store, clock = InMemoryOutboxStore(), ManualClock(T0)
+    pipeline = worker(store, Receiver(), clock, "a")
+    target = pipeline.gate._pool.of(URL)
+    target.breaker = Breaker(settings=SETTINGS).record(DOWN, T0)
+    clock.advance(5)
+    target.breaker = target.breaker.begin(clock.now()).record(DOWN, clock.now())
+
+    async def fail_the_probe() -> None:
+        pipeline.effects.transition(target, BreakerState.HALF_OPEN, clock.now(), paused=False)
+        await settle()
+        await pipeline.effects.join()
+
+    with caplog.at_level("INFO", logger="application.breaker_effects"):
+        asyncio.run(fail_the_probe())
+
+    next_probe = (clock.now() + timedelta(seconds=10)).isoformat(timespec="seconds")
+    expected = f"(ConnectError in 1 ms); circuit open again, next probe at {next_probe}"
+    assert expected in caplog.text
