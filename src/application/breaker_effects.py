@@ -89,7 +89,7 @@ class BreakerEffects:
             )
         else:  # a failed probe: the cool-down grows, which is what stretches a slow recovery
             log.info(
-                "target %s: the probe failed (%s); circuit open again, next probe at %s",
+                "target %s: the probe failed (%s); still unavailable, next probe at %s",
                 target.key,
                 breaker.last_error,
                 breaker.resumes_at(now).isoformat(timespec="seconds"),

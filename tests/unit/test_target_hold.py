@@ -242,5 +242,5 @@ def test_a_failed_probe_is_logged_with_the_next_probe_time(
         asyncio.run(fail_the_probe())
 
     next_probe = (clock.now() + timedelta(seconds=10)).isoformat(timespec="seconds")
-    expected = f"(ConnectError in 1 ms); circuit open again, next probe at {next_probe}"
+    expected = f"(ConnectError in 1 ms); still unavailable, next probe at {next_probe}"
     assert "the probe failed" in caplog.text and expected in caplog.text
