@@ -2,7 +2,7 @@
 
 The production default: its exchange runs on a Tokio thread outside the GIL, so on these
 machines a drain spends about two thirds of the CPU per message that it spends on aiohttp and
-moves about 1.5 × the messages per second (BENCHMARKS.md, *HTTP engines*).
+moves about 1.5 × the messages per second (BENCHMARKS.md, *reqwest, the default engine*).
 
 SSRF guard. reqwest resolves names itself and offers no hook to check the address it dials, so
 this sender resolves each target host itself, refuses it when any address is not public
@@ -211,7 +211,9 @@ class ReqwestMessageSender:
         try:
             pin = await self._pin(origin)
         except BaseException as error:
-            future.set_exception(error)
+            # waiters get the failure; not a cancel of this task, which would cancel them too
+            shared = error if isinstance(error, Exception) else OSError("the lookup was cancelled")
+            future.set_exception(shared)
             future.exception()  # retrieved here: callers waiting on it get it raised
             raise
         else:

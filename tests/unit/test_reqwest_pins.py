@@ -245,3 +245,23 @@ def test_a_timeout_at_the_attempt_deadline_is_an_attempt_timeout(mocker: MockerF
     [result] = world.send()
 
     assert result.error == "AttemptTimeout"
+
+
+def test_a_cancelled_lookup_fails_the_sends_waiting_on_it_without_cancelling_them(
+    world: World,
+) -> None:
+    request = DeliveryRequest(message_id=1, url=URL, body=b"{}", idempotency_key="k", attempt=1)
+
+    async def run() -> tuple[bool, list[DeliveryResult]]:
+        first = asyncio.ensure_future(world.sender.send(request))
+        await asyncio.sleep(0)  # the first send starts the lookup
+        waiting = [asyncio.ensure_future(world.sender.send(request)) for _ in range(2)]
+        await asyncio.sleep(0)
+        first.cancel()
+        results = await asyncio.gather(*waiting)
+        return first.cancelled(), list(results)
+
+    cancelled, results = asyncio.run(run())
+
+    assert cancelled
+    assert [r.error for r in results] == ["ConnectError", "ConnectError"]
