@@ -84,7 +84,11 @@ def test_a_receiver_answering_503_for_four_minutes_loses_nothing_with_the_defaul
         logs = fleet.logs()
 
     check_outage(store, written, deliveries, recovered, codes, f"503-outage[{database}]")
-    assert logs.count("circuit open") <= 2 and logs.count("circuit closed") >= 1
+    # each worker's breaker opens at most once (no flapping). Closing again is not required:
+    # a worker whose breaker never opened (fewer failures than the threshold) can deliver
+    # every row after the recovery before the other worker's next probe is due (seen: 6 s)
+    opened, closed = logs.count("circuit open"), logs.count("circuit closed")
+    assert 1 <= opened <= 2 and closed <= opened
 
 
 @pytest.mark.outage
