@@ -7,14 +7,13 @@ connection. IP literals never reach a resolver; the start-up check covers them.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from adapters.ssrf_guard import NonPublicAddress, non_public_kind
+from adapters.ssrf_guard import NonPublicAddress, refuse_non_public
 
 __all__ = ["NonPublicAddress", "PublicOnlyResolver", "resolver_for"]
 
@@ -27,11 +26,7 @@ class PublicOnlyResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        for result in results:
-            address = ipaddress.ip_address(str(result["host"]).split("%", 1)[0])
-            kind = non_public_kind(address)
-            if kind is not None:
-                raise NonPublicAddress(f"{host} resolves to {address} ({kind}): refused")
+        refuse_non_public(host, (str(result["host"]) for result in results))
         return results
 
     async def close(self) -> None:

@@ -34,7 +34,7 @@ from pyreqwest import exceptions as reqwest_errors
 from pyreqwest.client import Client, ClientBuilder
 
 from adapters.http_common import HttpOptions, excerpt, retry_after, since
-from adapters.ssrf_guard import NonPublicAddress, non_public_kind
+from adapters.ssrf_guard import NonPublicAddress, ip_of, refuse_non_public
 from adapters.webhooks import WebhookHeaders
 from domain.delivery import DeliveryRequest, DeliveryResult
 
@@ -69,7 +69,7 @@ _ERROR_NAMES: tuple[tuple[type[BaseException], str], ...] = (
 async def system_resolve(host: str, port: int) -> list[str]:
     """The addresses `getaddrinfo` gives for a host, in the system's order of preference."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]).split("%", 1)[0] for info in infos]
+    return [str(ip_of(str(info[4][0]))) for info in infos]
 
 
 @attrs.define
@@ -225,7 +225,8 @@ class ReqwestMessageSender:
     async def _pin(self, origin: Origin) -> _Pin:
         _, host, port = origin
         old = self._pins.get(origin)
-        if _is_literal(host):  # cannot rebind; the start-up check covers it, as on aiohttp
+        literal = _is_literal(host)
+        if literal:  # cannot rebind; the start-up check covers it, as on aiohttp
             addresses = [host]
         else:
             try:
@@ -240,11 +241,8 @@ class ReqwestMessageSender:
                 log.warning("%s did not resolve (%s); keeping %s", host, error, old.address)
                 old.until = self._monotonic() + self._repin_seconds
                 return old
-        if not self._options.allow_private and not _is_literal(host):
-            for address in addresses:
-                kind = non_public_kind(ipaddress.ip_address(address))
-                if kind is not None:
-                    raise NonPublicAddress(f"{host} resolves to {address} ({kind}): refused")
+        if not self._options.allow_private and not literal:
+            refuse_non_public(host, addresses)
         now = self._monotonic()
         await self._close_retired(now)
         if old is not None and old.address == addresses[0]:

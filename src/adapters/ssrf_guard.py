@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 from urllib.parse import SplitResult, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -46,7 +47,22 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:
         raise TargetError(f"target host {host!r} does not resolve: {error}") from None
-    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    return [ip_of(str(info[4][0])) for info in infos]
+
+
+def ip_of(text: str) -> IPAddress:
+    """An address as a resolver gives it, without an IPv6 zone (`fe80::1%eth0`)."""
+    return ipaddress.ip_address(text.split("%", 1)[0])
+
+
+def refuse_non_public(host: str, addresses: Iterable[str]) -> None:
+    """The connect-time rule: `NonPublicAddress` if any address `host` resolved to is not a
+    public one (the resolver of the aiohttp engines and the reqwest sender's pinning)."""
+    for text in addresses:
+        address = ip_of(text)
+        kind = non_public_kind(address)
+        if kind is not None:
+            raise NonPublicAddress(f"{host} resolves to {address} ({kind}): refused")
 
 
 def non_public_kind(address: IPAddress) -> str | None:
